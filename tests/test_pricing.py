@@ -1,0 +1,103 @@
+"""The PriceBook's fast path must give exactly genai-prices' answer."""
+
+import logging
+import random
+import warnings
+from decimal import Decimal
+
+import pytest
+from genai_prices import calc_price
+from genai_prices.data_snapshot import get_snapshot
+
+from cognocient_otel.pricing import PriceBook, PriceOverride, TokenUsage, normalize_provider
+
+
+def _random_usage(rng: random.Random) -> TokenUsage:
+    input_tokens = rng.randint(0, 400_000)
+    output_tokens = rng.randint(0, 20_000)
+    return TokenUsage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=rng.randint(0, input_tokens // 2),
+        cache_write_tokens=rng.randint(0, input_tokens // 4),
+        reasoning_tokens=rng.randint(0, output_tokens),
+    )
+
+
+def test_fast_path_equals_calc_price_for_every_model_in_the_snapshot():
+    book = PriceBook()
+    rng = random.Random(7)
+    compared = 0
+    for provider in get_snapshot().providers:
+        for model in provider.models:
+            for _ in range(3):
+                usage = _random_usage(rng)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        expected = calc_price(usage.as_genai_prices(), model_ref=model.id, provider_id=provider.id)
+                except (LookupError, ValueError):
+                    continue  # models priced by units other than tokens (audio hours, pages)
+                got = book.cost(model=model.id, usage=usage, provider=provider.id)
+                assert got.usd == expected.total_price, (provider.id, model.id, usage)
+                assert got.source == "price_table"
+                compared += 1
+    assert compared > 5000
+
+
+def test_cache_reads_are_priced_at_the_cache_rate():
+    book = PriceBook()
+    plain = book.cost(model="gpt-4o-mini", usage=TokenUsage(input_tokens=1_000_000), provider="openai")
+    cached = book.cost(model="gpt-4o-mini", usage=TokenUsage(input_tokens=1_000_000, cache_read_tokens=1_000_000),
+                       provider="openai")
+    assert plain.usd == Decimal("0.15")
+    assert cached.usd == Decimal("0.075")
+
+
+def test_unknown_model_costs_zero_and_warns_once(caplog):
+    book = PriceBook()
+    with caplog.at_level(logging.WARNING, logger="cognocient_otel.pricing"):
+        first = book.cost(model="my-private-model", usage=TokenUsage(input_tokens=10))
+        second = book.cost(model="my-private-model", usage=TokenUsage(input_tokens=10))
+    assert first.usd == second.usd == 0
+    assert first.source == "unknown_model"
+    assert len([r for r in caplog.records if "my-private-model" in r.getMessage()]) == 1
+
+
+def test_override_wins_over_the_price_table_and_prices_unknown_models():
+    book = PriceBook([
+        PriceOverride(model="gpt-4o-mini", input_per_mtok=Decimal("1"), output_per_mtok=Decimal("2")),
+        PriceOverride(model="my-finetune", input_per_mtok=Decimal("3"), output_per_mtok=Decimal("12"),
+                      cache_read_per_mtok=Decimal("0.3")),
+    ])
+    assert book.cost(model="GPT-4o-mini", usage=TokenUsage(input_tokens=10**6, output_tokens=10**6)).usd == 3
+    finetune = book.cost(model="my-finetune",
+                         usage=TokenUsage(input_tokens=2 * 10**6, output_tokens=10**6, cache_read_tokens=10**6))
+    assert finetune.usd == Decimal("3") + Decimal("0.3") + Decimal("12")
+    assert finetune.source == "price_table"
+
+
+def test_negative_override_is_refused_with_the_field_named():
+    with pytest.raises(ValueError, match="input_per_mtok"):
+        PriceOverride(model="m", input_per_mtok=Decimal("-1"), output_per_mtok=Decimal("1"))
+
+
+def test_unknown_provider_falls_back_to_the_model_name():
+    book = PriceBook()
+    local = book.cost(model="gpt-4o-mini", usage=TokenUsage(input_tokens=1000), provider="vllm",
+                      api_url="http://127.0.0.1:8000/v1")
+    assert local.usd == book.cost(model="gpt-4o-mini", usage=TokenUsage(input_tokens=1000)).usd > 0
+
+
+def test_exclusive_cache_counts_are_read_as_additional_input():
+    book = PriceBook()
+    exclusive = TokenUsage(input_tokens=100, cache_read_tokens=1000)
+    inclusive = TokenUsage(input_tokens=1100, cache_read_tokens=1000)
+    assert book.cost(model="claude-sonnet-4-5", usage=exclusive).usd == \
+        book.cost(model="claude-sonnet-4-5", usage=inclusive).usd
+
+
+@pytest.mark.parametrize(("semconv", "expected"), [("gcp.gemini", "google"), ("aws.bedrock", "aws"),
+                                                   ("openai", "openai"), (None, None)])
+def test_semconv_provider_names_map_to_genai_prices_ids(semconv, expected):
+    assert normalize_provider(semconv) == expected
