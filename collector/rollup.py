@@ -1,0 +1,194 @@
+"""A run's rollup (DESIGN.md "What a run rolls up to") and the in-memory state of recent runs.
+
+Extension point (issues 4 and 5): `RunRollup` is what the runs API returns and what stages read
+and change through the batch's unit of work (`collector/store.py`):
+
+* `uow.run(key)` / `uow.run_for(record)`: the run, as a private copy staged for this transaction;
+* `uow.add_waste_flag(key, kind=, step=, message=, wasted_cost_usd=)`: once per run and kind;
+* `uow.mark_blocked(key, budget=, step=)`: status becomes `blocked` and stays.
+
+Committed rollups are never mutated: a transaction works on copies and publishes them to
+`RunState` when its commit succeeds, so a reader (a scrape, the runs API) never sees a half-applied
+batch and a failed commit leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from collector.model import RunKey, SpanRecord
+
+ACTIVE = "active"
+FINISHED = "finished"
+BLOCKED = "blocked"
+EXPIRED = "expired"
+ENDED_STATUSES = frozenset({FINISHED, BLOCKED, EXPIRED})
+
+_ZERO = Decimal(0)
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation", "reasoning")
+
+
+@dataclass(slots=True)
+class ModelTotals:
+    calls: int = 0
+    cost_usd: Decimal = _ZERO
+    input_tokens: int = 0
+    output_tokens: int = 0
+    provider: str | None = None
+
+    def copy(self) -> ModelTotals:
+        return ModelTotals(self.calls, self.cost_usd, self.input_tokens, self.output_tokens, self.provider)
+
+
+@dataclass(slots=True)
+class RunRollup:
+    tenant: str
+    run_id: str
+    feature: str | None = None
+    agent: str | None = None
+    status: str = ACTIVE
+    cost_usd: Decimal = _ZERO
+    steps: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+    models: dict[str, ModelTotals] = field(default_factory=dict)
+    first_call_ns: int | None = None  # start of the first LLM call
+    last_call_ns: int | None = None  # end of the last LLM call
+    last_seen: float = 0.0  # wall-clock seconds when a span of the run last arrived
+    ended_at: float | None = None  # wall-clock seconds when the status left `active`
+    waste_flags: list[dict[str, Any]] = field(default_factory=list)
+    blocked_by: dict[str, Any] | None = None
+    unpriced_calls: int = 0
+
+    @property
+    def key(self) -> RunKey:
+        return (self.tenant, self.run_id)
+
+    @property
+    def duration_seconds(self) -> float:
+        if self.first_call_ns is None or self.last_call_ns is None:
+            return 0.0
+        return max(0, self.last_call_ns - self.first_call_ns) / 1e9
+
+    def copy(self) -> RunRollup:
+        clone = RunRollup(
+            self.tenant, self.run_id, self.feature, self.agent, self.status, self.cost_usd, self.steps,
+            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_creation_tokens,
+            self.reasoning_tokens, {name: totals.copy() for name, totals in self.models.items()},
+            self.first_call_ns, self.last_call_ns, self.last_seen, self.ended_at, list(self.waste_flags),
+            self.blocked_by, self.unpriced_calls,
+        )
+        return clone
+
+    def add_call(self, record: SpanRecord) -> None:
+        """Count one inference span (already deduplicated and costed) into the run."""
+        cost = record.cost_usd or _ZERO
+        self.cost_usd += cost
+        self.steps += 1
+        self.input_tokens += record.input_tokens
+        self.output_tokens += record.output_tokens
+        self.cache_read_tokens += record.cache_read_tokens
+        self.cache_creation_tokens += record.cache_creation_tokens
+        self.reasoning_tokens += record.reasoning_tokens
+        if record.cost_source == "unknown_model":
+            self.unpriced_calls += 1
+        model = record.response_model or record.request_model or "unknown"
+        totals = self.models.get(model)
+        if totals is None:
+            totals = self.models[model] = ModelTotals(provider=record.provider)
+        totals.calls += 1
+        totals.cost_usd += cost
+        totals.input_tokens += record.input_tokens
+        totals.output_tokens += record.output_tokens
+        start, end = record.start_ns, record.end_ns
+        if self.first_call_ns is None or start < self.first_call_ns:
+            self.first_call_ns = start
+        if self.last_call_ns is None or end > self.last_call_ns:
+            self.last_call_ns = end
+
+    def has_flag(self, kind: str) -> bool:
+        return any(flag.get("kind") == kind for flag in self.waste_flags)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def to_row(self) -> tuple[Any, ...]:
+        models = {
+            name: [t.calls, str(t.cost_usd), t.input_tokens, t.output_tokens, t.provider]
+            for name, t in self.models.items()
+        }
+        flag_kinds = "," + ",".join(f["kind"] for f in self.waste_flags) + "," if self.waste_flags else ""
+        return (
+            self.tenant, self.run_id, self.feature, self.agent, self.status, str(self.cost_usd),
+            float(self.cost_usd), self.steps, self.input_tokens, self.output_tokens, self.cache_read_tokens,
+            self.cache_creation_tokens, self.reasoning_tokens, json.dumps(models, separators=(",", ":")),
+            self.first_call_ns, self.last_call_ns, self.last_seen, self.ended_at,
+            json.dumps(self.waste_flags, separators=(",", ":")) if self.waste_flags else None, flag_kinds,
+            json.dumps(self.blocked_by, separators=(",", ":")) if self.blocked_by else None,
+            self.unpriced_calls,
+        )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> RunRollup:
+        (tenant, run_id, feature, agent, status, cost, _cost_float, steps, input_tokens, output_tokens,
+         cache_read, cache_creation, reasoning, models_json, first_call_ns, last_call_ns, last_seen,
+         ended_at, flags_json, _flag_kinds, blocked_json, unpriced) = row
+        models = {
+            name: ModelTotals(calls, Decimal(cost_text), input_t, output_t, provider)
+            for name, (calls, cost_text, input_t, output_t, provider) in json.loads(models_json).items()
+        }
+        return cls(
+            tenant, run_id, feature, agent, status, Decimal(cost), steps, input_tokens, output_tokens,
+            cache_read, cache_creation, reasoning, models, first_call_ns, last_call_ns, last_seen, ended_at,
+            json.loads(flags_json) if flags_json else [], json.loads(blocked_json) if blocked_json else None,
+            unpriced,
+        )
+
+
+ROW_COLUMNS = (
+    "tenant", "run_id", "feature", "agent", "status", "cost_usd", "cost_float", "steps", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens", "models",
+    "first_call_ns", "last_call_ns", "last_seen", "ended_at", "waste_flags", "flag_kinds", "blocked_by",
+    "unpriced_calls",
+)
+
+
+class RunState:
+    """Committed rollups of the runs kept in memory (active, and ended within `keep_ended_seconds`).
+
+    Written only by the ingest writer thread (`publish`, `evict`); read by any thread. Older runs
+    live in the store only and are loaded back when a late span arrives for them.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[RunKey, RunRollup] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: RunKey) -> RunRollup | None:
+        return self._runs.get(key)
+
+    def publish(self, runs: dict[RunKey, RunRollup]) -> None:
+        with self._lock:
+            self._runs.update(runs)
+
+    def evict(self, keys: list[RunKey]) -> None:
+        with self._lock:
+            for key in keys:
+                self._runs.pop(key, None)
+
+    def snapshot(self) -> list[RunRollup]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def __iter__(self) -> Iterator[RunRollup]:
+        return iter(self.snapshot())

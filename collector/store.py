@@ -1,0 +1,258 @@
+"""The SQLite store (WAL) and the unit of work every batch is processed in.
+
+Extension point (issues 4 and 5). Only the ingest writer thread writes (`collector/ingest.py`): it
+opens one transaction for a group of export batches, creates a `UnitOfWork` for it, runs each
+batch through the pipeline with `batch.uow` set, then `UnitOfWork.commit()` writes the staged
+runs (one UPSERT per run per transaction, not one per span) and commits. Only then are the
+requests acknowledged and the staged rollups published to memory. A crash before the commit loses
+the whole group (nothing was acknowledged); a crash after it loses nothing.
+
+What a stage may do with `batch.uow` (all of it lands in the same transaction as the batch's
+dedup marks and rollups):
+
+* `uow.run(key)`, `uow.run_for(record)`: the run's `RunRollup` staged for this transaction (a copy;
+  change it freely, it is written and published at commit);
+* `uow.add_waste_flag(key, kind=, step=, message=, wasted_cost_usd=)` and
+  `uow.mark_blocked(key, budget=, step=)`: durable and idempotent;
+* `uow.execute(sql, params)` / `uow.executemany(sql, rows)` on the stage's own tables (create them
+  in `Stage.setup(store)`, which runs once at start with `store.executescript`);
+* `uow.after_commit(callback)`: in-memory effects (counters, caches) that must happen only if the
+  transaction commits.
+
+Outside ingest (a budget check marking a run blocked, say), `Collector.submit_job(fn)` runs
+`fn(uow)` on the writer thread in a transaction of its own and returns when it is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+from collector.model import RunKey, SpanRecord
+from collector.rollup import ACTIVE, BLOCKED, ENDED_STATUSES, ROW_COLUMNS, RunRollup, RunState
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- One row per (trace id, span id) ever counted: 16 + 8 id bytes, and the unix day it arrived
+-- (for retention). WITHOUT ROWID keeps it a single B-tree keyed by the ids.
+CREATE TABLE IF NOT EXISTS spans_seen (k BLOB PRIMARY KEY, day INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    tenant TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    feature TEXT,
+    agent TEXT,
+    status TEXT NOT NULL,
+    cost_usd TEXT NOT NULL,          -- exact Decimal
+    cost_float REAL NOT NULL,        -- for ORDER BY only
+    steps INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_creation_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    models TEXT NOT NULL,            -- JSON {model: [calls, cost, input, output, provider]}
+    first_call_ns INTEGER,
+    last_call_ns INTEGER,
+    last_seen REAL NOT NULL,
+    ended_at REAL,
+    waste_flags TEXT,                -- JSON list of {kind, step, message, wasted_cost_usd?}
+    flag_kinds TEXT NOT NULL,        -- ",loop,retry_storm," for filtering
+    blocked_by TEXT,                 -- JSON {budget, step}
+    unpriced_calls INTEGER NOT NULL,
+    PRIMARY KEY (tenant, run_id)
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE INDEX IF NOT EXISTS runs_by_last_seen ON runs (last_seen);
+"""
+
+_UPSERT_RUN = (
+    f"INSERT OR REPLACE INTO runs ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
+)
+_SELECT_RUN = f"SELECT {', '.join(ROW_COLUMNS)} FROM runs"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used (path not writable, not a Cognocient database, ...)."""
+
+
+class Store:
+    """The collector's SQLite database. One writer connection, owned by the ingest writer thread."""
+
+    def __init__(self, path: str, *, synchronous: str = "normal") -> None:
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise StoreError(f"store.path {path!r}: folder {directory!r} does not exist")
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL survives a killed process (the commit is in the WAL file); FULL also
+            # survives power loss, at the price of an fsync per group commit.
+            self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self.conn.execute("PRAGMA busy_timeout=5000")
+            self.conn.execute("PRAGMA cache_size=-32000")
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"store.path {path!r}: cannot open the SQLite store: {error}") from error
+
+    def executescript(self, script: str) -> None:
+        """Create a stage's own tables (call from `Stage.setup`)."""
+        self.conn.executescript(script)
+
+    def load_runs(self, *, since: float) -> list[RunRollup]:
+        """Runs still active, or seen since `since` (wall-clock seconds)."""
+        rows = self.conn.execute(
+            f"{_SELECT_RUN} WHERE status = ? UNION {_SELECT_RUN} WHERE last_seen >= ?", (ACTIVE, since)
+        ).fetchall()
+        return [RunRollup.from_row(row) for row in rows]
+
+    def load_run(self, key: RunKey) -> RunRollup | None:
+        row = self.conn.execute(f"{_SELECT_RUN} WHERE tenant = ? AND run_id = ?", key).fetchone()
+        return RunRollup.from_row(row) if row else None
+
+    def close(self) -> None:
+        # Another process reading can make the checkpoint fail: it is only an optimisation.
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.close()
+
+
+AfterCommit = Callable[[], None]
+
+
+class UnitOfWork:
+    """One store transaction: staged run rollups, raw SQL of stages, after-commit callbacks.
+
+    Used by the ingest writer thread only. `now` is the wall-clock time the transaction started;
+    stages use it rather than reading the clock per span.
+    """
+
+    def __init__(self, store: Store, state: RunState, *, now: float | None = None) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.state = state
+        self.now = time.time() if now is None else now
+        self._staged: dict[RunKey, RunRollup] = {}
+        self._ended: list[RunRollup] = []
+        self._callbacks: list[AfterCommit] = []
+        self._open = False
+
+    # -- transaction (the writer calls these) ---------------------------------------------------
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._open = True
+
+    def commit(self) -> None:
+        """Write the staged runs, commit, publish them to memory, run the after-commit callbacks."""
+        if self._staged:
+            self.conn.executemany(_UPSERT_RUN, [run.to_row() for run in self._staged.values()])
+        self.conn.execute("COMMIT")
+        self._open = False
+        self.state.publish(self._staged)
+        for callback in self._callbacks:
+            try:
+                callback()
+            except Exception:  # an in-memory side effect must not fail an acknowledged batch
+                logger.exception("after-commit callback failed")
+
+    def rollback(self) -> None:
+        if self._open:
+            self.conn.execute("ROLLBACK")
+            self._open = False
+        self._staged.clear()
+        self._ended.clear()
+        self._callbacks.clear()
+
+    # -- what stages use ----------------------------------------------------------------------------
+
+    def run(self, key: RunKey) -> RunRollup | None:
+        """The run staged in this transaction (a private copy), or None when it does not exist."""
+        staged = self._staged.get(key)
+        if staged is not None:
+            return staged
+        committed = self.state.get(key)
+        if committed is None:
+            committed = self.store.load_run(key)
+            if committed is None:
+                return None
+        staged = self._staged[key] = committed.copy()
+        return staged
+
+    def run_for(self, record: SpanRecord) -> RunRollup:
+        """The run `record` belongs to, created (active) when it is new."""
+        key = (record.tenant, record.run_id)
+        run = self._staged.get(key) or self.run(key)
+        if run is None:
+            run = self._staged[key] = RunRollup(record.tenant, record.run_id, last_seen=self.now)
+        return run
+
+    def end_run(self, run: RunRollup, status: str) -> None:
+        """Move a staged run out of `active` (finished, blocked, expired); a blocked run stays blocked."""
+        if run.status == status or run.status == BLOCKED:
+            return
+        was_active = run.status not in ENDED_STATUSES
+        run.status = status
+        run.ended_at = self.now
+        if was_active:
+            self._ended.append(run)
+
+    @property
+    def ended_runs(self) -> list[RunRollup]:
+        """Runs that left `active` in this transaction (for per-run histograms)."""
+        return self._ended
+
+    def add_waste_flag(
+        self,
+        key: RunKey,
+        *,
+        kind: str,
+        step: int | None,
+        message: str,
+        wasted_cost_usd: Decimal | None = None,
+    ) -> bool:
+        """Flag the run `kind` at `step`; False when it already carries a `kind` flag or is unknown."""
+        run = self.run(key)
+        if run is None or run.has_flag(kind):
+            return False
+        flag: dict[str, Any] = {"kind": kind, "step": step, "message": message}
+        if wasted_cost_usd is not None:
+            flag["wasted_cost_usd"] = str(wasted_cost_usd)
+        run.waste_flags.append(flag)
+        return True
+
+    def mark_blocked(self, key: RunKey, *, budget: str, step: int | None) -> bool:
+        """Mark the run blocked by `budget` at `step` (created if unknown); False if already blocked."""
+        run = self.run(key)
+        if run is None:
+            run = self._staged[key] = RunRollup(key[0], key[1], last_seen=self.now)
+        if run.status == BLOCKED:
+            return False
+        run.blocked_by = {"budget": budget, "step": step}
+        self.end_run(run, BLOCKED)
+        return True
+
+    def staged_runs(self) -> dict[RunKey, RunRollup]:
+        return self._staged
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> sqlite3.Cursor:
+        return self.conn.executemany(sql, rows)
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self._callbacks.append(callback)
