@@ -1,0 +1,15 @@
+"""Budgets: nested per-run, daily and monthly limits, enforced at the collector.
+
+The parts, each in its own module:
+
+* `config`     the `budgets:` section of the collector's YAML (pydantic models, validation);
+* `windows`    calendar windows in UTC and the injectable clock;
+* `decision`   the pure decision: given what the ledger holds, allow / warn / block;
+* `ledger`     the two-phase reserve/settle algorithm over a storage transaction;
+* `sqlite_store`, `redis_store`  the two storage backends behind one interface;
+* `service`    the check API's core, shared by the gRPC servicer and the HTTP handler;
+* `grpc_servicer`, `http_handler`, `stage`, `prometheus`  how the collector exposes it.
+
+This package imports nothing heavy on purpose: the agent-side client imports the generated
+protobuf code from `collector.budgets.proto` without pulling in the collector.
+"""

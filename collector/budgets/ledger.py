@@ -1,0 +1,242 @@
+"""The ledger: spend per (budget, window) and per run, reservations, and the two-phase check.
+
+Keys name what is counted: `run/{tenant}/{run_id}` for a run, `win/{budget}/{daily|monthly}/{period}`
+for a budget's calendar window. A reservation holds an amount against a set of keys until it
+is settled (replaced by the actual cost), released, or expires.
+
+Every operation runs inside one storage transaction (`LedgerStore.run`), so a check reads the
+spend and reservations of every limit that applies and reserves against all of them, or none,
+atomically: two concurrent checks cannot both take the last dollar. The algorithm is written
+once, here, against the small `LedgerTxn` interface that both backends implement.
+
+Each span is counted once: a span id is remembered as "accounted" when its cost is counted,
+whether that happened through a check's settlement or through the ingested span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Protocol, TypeVar
+
+from .config import BudgetConfig
+from .decision import LimitState, decide
+from .model import ZERO, CheckAnswer, CheckRequest, Reservation, RunBlock, SpanCost
+from .windows import Clock, Window, period_of, system_clock, window_end
+
+__all__ = ["Ledger", "LedgerStore", "LedgerTxn", "run_key", "window_key"]
+
+T = TypeVar("T")
+
+# Spend of a run is kept this long after its last change: long enough for any agent run.
+RUN_RETENTION_SECONDS = 7 * 86400.0
+# A span id is remembered as counted this long: OTLP exporters retry for minutes, not days.
+ACCOUNTED_RETENTION_SECONDS = 2 * 86400.0
+# Window totals outlive their window by this much, for late reports and the metrics.
+WINDOW_GRACE_SECONDS = 35 * 86400.0
+PURGE_INTERVAL_SECONDS = 60.0
+
+
+def run_key(tenant: str, run_id: str) -> str:
+    return f"run/{tenant}/{run_id}"
+
+
+def window_key(budget: str, window: Window, period: str) -> str:
+    return f"win/{budget}/{window}/{period}"
+
+
+class LedgerTxn(Protocol):
+    """Reads and writes inside one atomic transaction. Reads see this transaction's writes.
+
+    Times are epoch seconds; amounts are Decimal USD. Expired reservations are invisible.
+    """
+
+    def spend(self, key: str) -> Decimal: ...
+    def add_spend(self, key: str, amount: Decimal, *, keep_until: float) -> None: ...
+    def reserved(self, key: str, now: float) -> Decimal: ...
+    def reservation(self, reservation_id: str, now: float) -> Reservation | None: ...
+    def put_reservation(self, reservation: Reservation) -> None: ...
+    def drop_reservation(self, reservation: Reservation) -> None: ...
+    def is_accounted(self, span_id: str) -> bool: ...
+    def mark_accounted(self, span_id: str, *, keep_until: float) -> None: ...
+    def run_block(self, key: str) -> RunBlock | None: ...
+    def set_run_block(self, key: str, block: RunBlock, *, keep_until: float) -> None: ...
+
+
+class LedgerStore(Protocol):
+    def run(self, operation: Callable[[LedgerTxn], T], *, now: float) -> T:
+        """Run `operation` in one atomic transaction; it may be run again if the store retries.
+
+        `now` is the ledger clock's time: `keep_until` times are relative to it.
+        """
+        ...
+
+    def purge(self, now: float) -> None:
+        """Forget expired reservations, spend and span ids (housekeeping, not correctness)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Ledger:
+    """The budget logic over a store. Safe to share between threads (the store serialises)."""
+
+    def __init__(self, store: LedgerStore, budgets: Iterable[BudgetConfig], *, clock: Clock = system_clock):
+        self.store = store
+        self.budgets = tuple(budgets)
+        self.clock = clock
+        self._next_purge = 0.0
+
+    # -- what applies ------------------------------------------------------------------------
+    def applicable(self, *, tenant: str, feature: str, agent: str) -> list[BudgetConfig]:
+        return [b for b in self.budgets if b.applies_to(tenant=tenant, feature=feature, agent=agent)]
+
+    def _keys(self, budgets: list[BudgetConfig], moment: datetime, tenant: str, run_id: str
+              ) -> tuple[list[tuple[BudgetConfig, Window, str, Decimal]], str | None]:
+        windows = [(budget, window, period_of(window, moment), limit)
+                   for budget in budgets for window, limit in budget.window_limits().items()]
+        has_run_limit = any(budget.per_run_limit_usd is not None for budget in budgets)
+        return windows, run_key(tenant, run_id) if has_run_limit else None
+
+    # -- the check ---------------------------------------------------------------------------
+    def check(self, request: CheckRequest) -> CheckAnswer:
+        moment = self.clock()
+        now = moment.timestamp()
+        self._maybe_purge(now)
+        budgets = self.applicable(tenant=request.tenant, feature=request.feature, agent=request.agent)
+        windows, run = self._keys(budgets, moment, request.tenant, request.run_id)
+        ttl = min((budget.reservation_ttl_seconds for budget in budgets), default=0.0)
+
+        def operation(txn: LedgerTxn) -> CheckAnswer:
+            for reservation_id in request.release:
+                held = txn.reservation(reservation_id, now)
+                if held is not None:
+                    txn.drop_reservation(held)
+            for settlement in request.settle:
+                self._settle(txn, settlement.span_id, settlement.actual_cost_usd,
+                             settlement.reservation_id or settlement.span_id, settlement.reserved_usd, now)
+
+            states = [LimitState(budget, window, limit, txn.spend(key := window_key(budget.name, window, period)),
+                                 txn.reserved(key, now), period)
+                      for budget, window, period, limit in windows]
+            run_spent = run_reserved = ZERO
+            block = None
+            if run is not None:
+                run_spent, run_reserved, block = txn.spend(run), txn.reserved(run, now), txn.run_block(run)
+                states += [LimitState(budget, "per_run", budget.per_run_limit_usd, run_spent, run_reserved)
+                           for budget in budgets if budget.per_run_limit_usd is not None]
+            estimate = max(request.estimated_cost_usd, ZERO)
+            verdict = decide(states, estimate=estimate, run_block=block)
+
+            newly_blocked = None
+            if verdict.blocks_run and run is not None:
+                newly_blocked = RunBlock(verdict.budget, request.step, now)
+                txn.set_run_block(run, newly_blocked, keep_until=now + RUN_RETENTION_SECONDS)
+            allowance = ZERO
+            reservation_id = ""
+            if verdict.decision != "block" and request.span_id and budgets:
+                if verdict.decision == "allow" and verdict.headroom is not None:
+                    allowance = max(ZERO, min(request.allowance_usd, verdict.headroom))
+                keys = tuple(window_key(b.name, w, p) for b, w, p, _ in windows) + ((run,) if run else ())
+                if estimate + allowance > 0:
+                    txn.put_reservation(Reservation(request.span_id, keys, estimate + allowance, now + ttl))
+                    reservation_id = request.span_id
+            elif verdict.decision == "allow" and not budgets:
+                allowance = request.allowance_usd  # nothing to reserve against: no limit applies
+            reserved_now = estimate + allowance if reservation_id else ZERO
+            return CheckAnswer(
+                decision=verdict.decision, reason=verdict.reason, budget=verdict.budget,
+                run_spent_usd=run_spent,
+                run_remaining_usd=None if verdict.run_remaining is None else verdict.run_remaining - reserved_now,
+                window=verdict.window,
+                window_remaining_usd=(None if verdict.window_remaining is None
+                                      else verdict.window_remaining - reserved_now),
+                reservation_id=reservation_id, allowance_usd=allowance,
+                reservation_ttl_seconds=ttl, newly_blocked=newly_blocked)
+
+        return self.store.run(operation, now=now)
+
+    def _settle(self, txn: LedgerTxn, span_id: str, actual: Decimal, reservation_id: str,
+                reserved_part: Decimal | None, now: float) -> None:
+        held = txn.reservation(reservation_id, now)
+        if held is None:
+            # Expired or never made: the span itself will be counted when it arrives.
+            return
+        remaining = ZERO if reserved_part is None else held.amount - reserved_part
+        if remaining > 0:
+            txn.put_reservation(Reservation(held.id, held.keys, remaining, held.expires_at))
+        else:
+            txn.drop_reservation(held)
+        if txn.is_accounted(span_id):
+            return
+        txn.mark_accounted(span_id, keep_until=now + ACCOUNTED_RETENTION_SECONDS)
+        for key in held.keys:
+            txn.add_spend(key, actual, keep_until=self._keep_until(key, now))
+
+    def _keep_until(self, key: str, now: float) -> float:
+        if key.startswith("run/"):
+            return now + RUN_RETENTION_SECONDS
+        window: Window = "daily" if key.split("/")[-2] == "daily" else "monthly"
+        return window_end(window, datetime.fromtimestamp(now, timezone.utc)).timestamp() + WINDOW_GRACE_SECONDS
+
+    # -- ingested spans ------------------------------------------------------------------------
+    def count_spans(self, spans: Iterable[SpanCost], txn: LedgerTxn | None = None
+                    ) -> list[tuple[SpanCost, RunBlock]]:
+        """Count ingested LLM spans once each; return the runs this newly blocked (span, block).
+
+        With `txn`, runs inside the caller's transaction (the collector's batch commit).
+        """
+        spans = list(spans)
+        if not spans:
+            return []
+        moment = self.clock()
+        now = moment.timestamp()
+
+        def operation(txn: LedgerTxn) -> list[tuple[SpanCost, RunBlock]]:
+            blocked: list[tuple[SpanCost, RunBlock]] = []
+            for span in spans:
+                if txn.is_accounted(span.span_id):
+                    continue
+                txn.mark_accounted(span.span_id, keep_until=now + ACCOUNTED_RETENTION_SECONDS)
+                budgets = self.applicable(tenant=span.tenant, feature=span.feature, agent=span.agent)
+                windows, run = self._keys(budgets, moment, span.tenant, span.run_id)
+                for budget, window, period, _ in windows:
+                    key = window_key(budget.name, window, period)
+                    txn.add_spend(key, span.cost_usd, keep_until=self._keep_until(key, now))
+                if run is None:
+                    continue
+                txn.add_spend(run, span.cost_usd, keep_until=now + RUN_RETENTION_SECONDS)
+                if txn.run_block(run) is not None:
+                    continue
+                spent = txn.spend(run)
+                for budget in budgets:
+                    limit = budget.per_run_limit_usd
+                    if limit is not None and budget.enforcement == "block" and spent > limit:
+                        block = RunBlock(budget.name, span.step, now)
+                        txn.set_run_block(run, block, keep_until=now + RUN_RETENTION_SECONDS)
+                        blocked.append((span, block))
+                        break
+            return blocked
+
+        return operation(txn) if txn is not None else self.store.run(operation, now=now)
+
+    # -- reading -------------------------------------------------------------------------------
+    def window_spend(self) -> list[tuple[BudgetConfig, Window, Decimal, Decimal]]:
+        """(budget, window, limit, spend) of every budget's current windows, for the metrics."""
+        moment = self.clock()
+        now = moment.timestamp()
+        pairs = [(budget, window, limit, window_key(budget.name, window, period_of(window, moment)))
+                 for budget in self.budgets for window, limit in budget.window_limits().items()]
+        if not pairs:
+            return []
+        return self.store.run(lambda txn: [(b, w, limit, txn.spend(key)) for b, w, limit, key in pairs], now=now)
+
+    def run_state(self, *, tenant: str, run_id: str) -> tuple[Decimal, RunBlock | None]:
+        key = run_key(tenant, run_id)
+        return self.store.run(lambda txn: (txn.spend(key), txn.run_block(key)), now=self.clock().timestamp())
+
+    def _maybe_purge(self, now: float) -> None:
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_INTERVAL_SECONDS
+            self.store.purge(now)

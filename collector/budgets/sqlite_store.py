@@ -1,0 +1,160 @@
+"""The embedded ledger backend: SQLite, one file, safe across threads and processes.
+
+Every operation runs in a `BEGIN IMMEDIATE` transaction: SQLite takes the database's write
+lock at BEGIN, so two checks (in two threads or two collector processes sharing the file)
+run one after the other and cannot both take the last dollar.
+
+The tables can live in the collector's own store: `SqliteLedgerTxn(connection)` runs the
+ledger inside a transaction the caller already opened (the batch commit of dedup + rollup),
+so a span's cost reaches the budgets in the same commit that counts it in its run.
+
+Decimal amounts are stored as TEXT: SQLite's numbers are binary floats.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import TypeVar
+
+from .model import ZERO, Reservation, RunBlock
+
+__all__ = ["SCHEMA", "SqliteLedgerStore", "SqliteLedgerTxn", "ensure_schema"]
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS budget_spend (
+    key TEXT PRIMARY KEY, usd TEXT NOT NULL, keep_until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS budget_reservation (
+    id TEXT NOT NULL, key TEXT NOT NULL, usd TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (id, key));
+CREATE INDEX IF NOT EXISTS budget_reservation_by_key ON budget_reservation (key, expires_at);
+CREATE TABLE IF NOT EXISTS budget_accounted (span_id TEXT PRIMARY KEY, keep_until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS budget_run_block (
+    run_key TEXT PRIMARY KEY, budget TEXT NOT NULL, step INTEGER NOT NULL, at REAL NOT NULL,
+    keep_until REAL NOT NULL);
+"""
+
+
+def ensure_schema(connection: sqlite3.Connection) -> None:
+    """Create the ledger's tables if missing (idempotent; call outside a transaction)."""
+    connection.executescript(SCHEMA)
+
+
+class SqliteLedgerTxn:
+    """The ledger's reads and writes on a connection whose transaction the caller manages."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def spend(self, key: str) -> Decimal:
+        row = self._db.execute("SELECT usd FROM budget_spend WHERE key = ?", (key,)).fetchone()
+        return Decimal(row[0]) if row else ZERO
+
+    def add_spend(self, key: str, amount: Decimal, *, keep_until: float) -> None:
+        total = self.spend(key) + amount
+        self._db.execute(
+            "INSERT INTO budget_spend (key, usd, keep_until) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET usd = excluded.usd, keep_until = MAX(keep_until, excluded.keep_until)",
+            (key, str(total), keep_until))
+
+    def reserved(self, key: str, now: float) -> Decimal:
+        rows = self._db.execute(
+            "SELECT usd FROM budget_reservation WHERE key = ? AND expires_at > ?", (key, now)).fetchall()
+        return sum((Decimal(row[0]) for row in rows), ZERO)
+
+    def reservation(self, reservation_id: str, now: float) -> Reservation | None:
+        rows = self._db.execute(
+            "SELECT key, usd, expires_at FROM budget_reservation WHERE id = ? AND expires_at > ?",
+            (reservation_id, now)).fetchall()
+        if not rows:
+            return None
+        return Reservation(reservation_id, tuple(row[0] for row in rows), Decimal(rows[0][1]), rows[0][2])
+
+    def put_reservation(self, reservation: Reservation) -> None:
+        self._db.execute("DELETE FROM budget_reservation WHERE id = ?", (reservation.id,))
+        self._db.executemany(
+            "INSERT INTO budget_reservation (id, key, usd, expires_at) VALUES (?, ?, ?, ?)",
+            [(reservation.id, key, str(reservation.amount), reservation.expires_at) for key in reservation.keys])
+
+    def drop_reservation(self, reservation: Reservation) -> None:
+        self._db.execute("DELETE FROM budget_reservation WHERE id = ?", (reservation.id,))
+
+    def is_accounted(self, span_id: str) -> bool:
+        return self._db.execute(
+            "SELECT 1 FROM budget_accounted WHERE span_id = ?", (span_id,)).fetchone() is not None
+
+    def mark_accounted(self, span_id: str, *, keep_until: float) -> None:
+        self._db.execute("INSERT OR REPLACE INTO budget_accounted (span_id, keep_until) VALUES (?, ?)",
+                         (span_id, keep_until))
+
+    def run_block(self, key: str) -> RunBlock | None:
+        row = self._db.execute(
+            "SELECT budget, step, at FROM budget_run_block WHERE run_key = ?", (key,)).fetchone()
+        return RunBlock(row[0], row[1], row[2]) if row else None
+
+    def set_run_block(self, key: str, block: RunBlock, *, keep_until: float) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO budget_run_block (run_key, budget, step, at, keep_until) VALUES (?, ?, ?, ?, ?)",
+            (key, block.budget, block.step, block.at, keep_until))
+
+
+class SqliteLedgerStore:
+    """A ledger file (or the collector's store file), one connection per thread."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_seconds: float = 10.0) -> None:
+        self.path = str(path)
+        self._busy_timeout = busy_timeout_seconds
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        ensure_schema(self._connection())
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                         check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit is atomic and survives a process crash; only a power loss
+            # can drop the last commits, which for reservations means a check is forgotten.
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def run(self, operation: Callable[[SqliteLedgerTxn], T], *, now: float) -> T:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = operation(SqliteLedgerTxn(connection))
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        return result
+
+    def purge(self, now: float) -> None:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("DELETE FROM budget_reservation WHERE expires_at <= ?", (now,))
+            connection.execute("DELETE FROM budget_spend WHERE keep_until <= ?", (now,))
+            connection.execute("DELETE FROM budget_accounted WHERE keep_until <= ?", (now,))
+            connection.execute("DELETE FROM budget_run_block WHERE keep_until <= ?", (now,))
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
