@@ -1,0 +1,126 @@
+"""`context_bloat`: a run's input per call keeps compounding, or one call nearly fills its context window.
+
+Growth check (needs `gen_ai.usage.input_tokens`, which every GenAI instrumentation sets): at a call
+n after the first `baseline_steps` calls, the input is more than `growth_factor` times the median
+input of those first calls, at least `min_input_tokens`, and each of the last `growing_steps` calls
+grew by at least `min_step_growth` over the call before it. The growth started after the last call
+before that streak; the flag's wasted cost is what the input tokens above that call's input cost,
+from there to the call that raised the flag (an estimate: input tokens priced at the model's rate).
+
+Context-window check (needs the model to be known to genai-prices or to `waste.context_windows`):
+one call's input is more than `context_window_share` of its model's context window.
+
+Calls that reported no input tokens (failed calls, most of all) are not part of the series.
+The growth check waits for late calls (`Timeline.settled()`); a missing call could otherwise
+make a baseline taken mid-run look small, or a streak look unbroken.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from statistics import median
+
+from collector.waste.config import ContextBloatConfig
+from collector.waste.flags import CONTEXT_BLOAT, WasteFlag
+from collector.waste.money import format_usd
+from collector.waste.timeline import Timeline
+
+__all__ = ["detect_context_bloat"]
+
+
+def detect_context_bloat(
+    timeline: Timeline, config: ContextBloatConfig, *, settled: int | None = None
+) -> WasteFlag | None:
+    """The first call of the run (in timeline order) at which either check holds, or None.
+
+    The growth check reads only the first `settled` calls (see `Timeline.settled()`); the
+    window check concerns one call alone and reads them all.
+    """
+    limit = len(timeline) if settled is None else settled
+    candidates = [flag for flag in (_growth(timeline, config, limit), _window(timeline, config)) if flag]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda flag: flag.details["position"])
+
+
+def _growth(timeline: Timeline, config: ContextBloatConfig, limit: int) -> WasteFlag | None:
+    series = [index for index, call in enumerate(timeline.ordered[:limit]) if call.input_tokens > 0]
+    if len(series) <= config.baseline_steps:
+        return None
+    inputs = [timeline.ordered[index].input_tokens for index in series]
+    baseline = median(inputs[: config.baseline_steps])
+    step_factor = 1.0 + config.min_step_growth
+    streak = 0
+    for j in range(1, len(inputs)):
+        grew = inputs[j] > inputs[j - 1] and inputs[j] >= inputs[j - 1] * step_factor
+        streak = streak + 1 if grew else 0
+        if (
+            j >= config.baseline_steps
+            and streak >= config.growing_steps
+            and inputs[j] > config.growth_factor * baseline
+            and inputs[j] >= config.min_input_tokens
+        ):
+            return _growth_flag(timeline, series[j - streak : j + 1], baseline)
+    return None
+
+
+def _growth_flag(timeline: Timeline, streak_indexes: list[int], baseline: float) -> WasteFlag:
+    first_index, last_index = streak_indexes[0], streak_indexes[-1]
+    first, last = timeline.ordered[first_index], timeline.ordered[last_index]
+    started_after = timeline.step_at(first_index)
+    step = timeline.step_at(last_index)
+    growth = last.input_tokens / first.input_tokens
+    wasted = _excess_input_cost(timeline, streak_indexes[1:], first.input_tokens)
+    message = (
+        f"Context bloat after step {started_after}: input grew {growth:.1f}x over "
+        f"{step - started_after} steps ({first.input_tokens:,} -> {last.input_tokens:,} input tokens "
+        f"at step {step})"
+    )
+    if wasted is not None:
+        message += f"; the extra input cost {format_usd(wasted)}"
+    return WasteFlag(
+        CONTEXT_BLOAT, step, message, wasted, last.start_ns,
+        {
+            "check": "growth",
+            "position": last_index,
+            "started_after_step": started_after,
+            "growth": round(growth, 2),
+            "baseline_input_tokens": baseline,
+            "input_tokens_from": first.input_tokens,
+            "input_tokens_to": last.input_tokens,
+        },
+    )
+
+
+def _excess_input_cost(timeline: Timeline, indexes: list[int], base_tokens: int) -> Decimal | None:
+    """What the input tokens above `base_tokens` cost over `indexes`; None if no call there has a price."""
+    total: Decimal | None = None
+    for index in indexes:
+        call = timeline.ordered[index]
+        if call.input_usd is None:
+            continue
+        excess = Decimal(call.input_tokens - base_tokens) / Decimal(call.input_tokens)
+        total = (total or Decimal(0)) + call.input_usd * excess
+    return total
+
+
+def _window(timeline: Timeline, config: ContextBloatConfig) -> WasteFlag | None:
+    share_limit = config.context_window_share
+    if share_limit is None:
+        return None
+    for index, call in enumerate(timeline.ordered):
+        window = call.context_window
+        if not window or call.input_tokens <= share_limit * window:
+            continue
+        step = timeline.step_at(index)
+        share = call.input_tokens / window
+        message = (
+            f"Context bloat at step {step}: the input of {call.input_tokens:,} tokens fills {share:.0%} "
+            f"of the model's {window:,}-token context window"
+        )
+        return WasteFlag(
+            CONTEXT_BLOAT, step, message, None, call.start_ns,
+            {"check": "context_window", "position": index, "input_tokens": call.input_tokens,
+             "context_window": window, "share": round(share, 3)},
+        )
+    return None

@@ -1,0 +1,141 @@
+"""Turns a run's spans into detector state, and the state into new waste flags.
+
+`WasteDetector.record()` keeps what the detectors need from one span (LLM or execute_tool; other
+spans are ignored) in the run's `RunWasteState`; `evaluate()` runs every enabled detector that
+has not yet flagged the run over the whole state and returns the new flags, each kind once per run.
+Both are pure functions of the state and the spans, apart from price and context-window lookups
+(cached per model), so they can run inside the collector's store transaction.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from cognocient_otel.pricing import PriceBook, TokenUsage
+from collector.model import SpanRecord
+from collector.waste.config import WasteConfig
+from collector.waste.context_bloat import detect_context_bloat
+from collector.waste.context_windows import ContextWindows
+from collector.waste.flags import CONTEXT_BLOAT, LOOP, RETRY_STORM, WasteFlag
+from collector.waste.loop import detect_loop
+from collector.waste.retry_storm import detect_retry_storm
+from collector.waste.state import CallEntry, RunWasteState, ToolEntry
+from collector.waste.timeline import Timeline
+
+__all__ = ["WasteDetector", "failure_of"]
+
+_EXECUTE_TOOL = "execute_tool"
+_BLOCKED = "blocked"
+_ERROR_STATUS = 2  # OTLP Status.STATUS_CODE_ERROR
+
+
+def failure_of(record: SpanRecord) -> str | None:
+    """The error type of a failed call (`error.type`, the HTTP status, or `error`); None if it succeeded."""
+    if record.error_type:
+        return str(record.error_type)
+    if record.status_code == _ERROR_STATUS:
+        return "error"
+    return None
+
+
+class WasteDetector:
+    def __init__(
+        self,
+        config: WasteConfig,
+        *,
+        prices: PriceBook | None = None,
+        context_windows: ContextWindows | None = None,
+    ) -> None:
+        self.config = config
+        self._prices = prices if prices is not None else PriceBook()
+        self._windows = context_windows or ContextWindows(config.context_windows)
+        enabled = set()
+        if config.enabled:
+            for kind, section in ((CONTEXT_BLOAT, config.context_bloat), (LOOP, config.loop),
+                                  (RETRY_STORM, config.retry_storm)):
+                if section.enabled:
+                    enabled.add(kind)
+        self.enabled_kinds: frozenset[str] = frozenset(enabled)
+
+    def wants(self, state: RunWasteState) -> bool:
+        """Whether some enabled detector has yet to flag this run."""
+        return bool(self.enabled_kinds - state.raised)
+
+    def record(self, state: RunWasteState, record: SpanRecord) -> None:
+        """Keep what the detectors need from `record` (a span of the state's run)."""
+        if not self.wants(state):
+            return
+        if record.is_llm:
+            self._record_call(state, record)
+        elif record.operation == _EXECUTE_TOOL and LOOP in self.enabled_kinds - state.raised:
+            self._record_tool(state, record)
+
+    def evaluate(self, state: RunWasteState) -> list[WasteFlag]:
+        """New flags for the run (at most one per kind, ever); marks them raised in `state`."""
+        pending = self.enabled_kinds - state.raised
+        if not pending:
+            return []
+        timeline = Timeline(state.calls)
+        found: list[WasteFlag | None] = []
+        if CONTEXT_BLOAT in pending:
+            settled = timeline.settled(int(self.config.late_arrival_seconds * 1e9))
+            found.append(detect_context_bloat(timeline, self.config.context_bloat, settled=settled))
+        if LOOP in pending:
+            found.append(detect_loop(timeline, state.tools, self.config.loop))
+        if RETRY_STORM in pending:
+            found.append(detect_retry_storm(timeline, self.config.retry_storm))
+        flags = sorted((flag for flag in found if flag is not None), key=lambda flag: flag.start_ns)
+        for flag in flags:
+            state.raised.add(flag.kind)
+        if flags:
+            state.compact(enabled_kinds=self.enabled_kinds)
+        return flags
+
+    def _record_call(self, state: RunWasteState, record: SpanRecord) -> None:
+        if len(state.calls) >= self.config.max_tracked_calls:
+            state.truncated = True
+            return
+        if record.budget_decision == _BLOCKED:
+            # Refused before it was sent: no tokens, no repeat, no failure; only its step number,
+            # which the timeline needs so as not to wait for it as a missing step.
+            state.calls.append(CallEntry(step=record.step, start_ns=record.start_ns))
+            return
+        pending = self.enabled_kinds - state.raised
+        error_type = failure_of(record)
+        # An embeddings input is a document, not the conversation's context.
+        bloat_pending = (CONTEXT_BLOAT in pending and record.input_tokens > 0
+                         and record.operation != "embeddings")
+        state.calls.append(CallEntry(
+            step=record.step,
+            start_ns=record.start_ns,
+            input_tokens=record.input_tokens if bloat_pending else 0,
+            input_usd=self._input_cost(record) if bloat_pending else None,
+            cost_usd=record.cost_usd if record.cost_usd is not None else Decimal(0),
+            error_type=error_type,
+            fingerprint=record.fingerprint if LOOP in pending else None,
+            context_window=self._window(record) if bloat_pending else None,
+        ))
+
+    def _record_tool(self, state: RunWasteState, record: SpanRecord) -> None:
+        if not self.config.loop.tools or not record.tool_name or not record.tool_args_hash:
+            return  # without the arguments, "the same call again" cannot be told from a new one
+        if len(state.tools) >= self.config.max_tracked_calls:
+            state.truncated = True
+            return
+        key = f"{record.tool_name}\x00{record.tool_args_hash}"
+        state.tools.append(ToolEntry(record.start_ns, key, record.tool_name))
+
+    def _input_cost(self, record: SpanRecord) -> Decimal | None:
+        usage = TokenUsage(
+            input_tokens=record.input_tokens,
+            cache_read_tokens=record.cache_read_tokens,
+            cache_write_tokens=record.cache_creation_tokens,
+        )
+        result = self._prices.cost(model=record.model, usage=usage, provider=record.provider,
+                                   api_url=None)
+        return None if result.source == "unknown_model" else result.usd
+
+    def _window(self, record: SpanRecord) -> int | None:
+        if self.config.context_bloat.context_window_share is None:
+            return None
+        return self._windows.window(model=record.model, provider=record.provider)

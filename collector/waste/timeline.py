@@ -1,0 +1,84 @@
+"""The order of a run's LLM calls, and which step number a call (or a tool call) reports.
+
+Spans of a run arrive in any order, from several processes. The order is:
+
+* by `cognocient.step` (ties by start time) while every LLM call of the run carries one: the
+  instrumentation numbers calls as they start, which no clock skew can disturb;
+* by start time as soon as one call lacks it (spans from other instrumentations): steps of
+  different sources cannot be compared, wall clocks can.
+
+Late arrivals. A check may only see calls of the run that have all arrived: conclusions drawn
+from a partial view are final (a flag is raised once). Only `context_bloat` can be misled by a
+missing call (a baseline taken mid-run, a streak that a missing call would have broken); a
+missing call can only delay a loop or a retry storm, never invent one. So `settled()` is the
+prefix of the order up to the first missing step number (step mode only): a gap is waited for
+until a call of the run starts `late_arrival_seconds` after the call before the gap (run time,
+not wall time: the result stays a function of the spans), then it is taken as lost. In
+start-time order gaps cannot be seen, and calls are taken as they come.
+
+The step a flag reports is the call's own `cognocient.step` in the first case and its 1-based
+position in the run in the second. A tool call reports the step of the last LLM call that started
+before it (the call that asked for the tool), 0 if none did.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+
+from collector.waste.state import CallEntry
+
+__all__ = ["Timeline"]
+
+
+class Timeline:
+    def __init__(self, calls: Sequence[CallEntry]) -> None:
+        self.by_step = all(call.step is not None for call in calls)
+        if self.by_step:
+            self.ordered: list[CallEntry] = sorted(calls, key=lambda call: (call.step, call.start_ns))
+        else:
+            self.ordered = sorted(calls, key=lambda call: (call.start_ns, call.step or 0))
+        self._by_time: list[CallEntry] | None = None
+        self._starts: list[int] = []
+        self._steps_so_far: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.ordered)
+
+    def settled(self, late_arrival_ns: int) -> int:
+        """How many calls at the head of `ordered` no missing step can still precede."""
+        if not self.by_step or not self.ordered:
+            return len(self.ordered)
+        newest_start = max(call.start_ns for call in self.ordered)
+        expected = 1
+        waited_since = self.ordered[0].start_ns
+        for index, call in enumerate(self.ordered):
+            step = call.step or 0
+            if step > expected and newest_start - waited_since < late_arrival_ns:
+                return index
+            expected = max(expected, step + 1)
+            waited_since = call.start_ns
+        return len(self.ordered)
+
+    def step_at(self, index: int) -> int:
+        """The step to report for `self.ordered[index]`."""
+        call = self.ordered[index]
+        if self.by_step and call.step is not None:
+            return call.step
+        return index + 1
+
+    def step_before(self, start_ns: int) -> int:
+        """The step of the last LLM call started at or before `start_ns`; 0 if none."""
+        if self._by_time is None:
+            self._index_by_time()
+        position = bisect_right(self._starts, start_ns)
+        return self._steps_so_far[position - 1] if position else 0
+
+    def _index_by_time(self) -> None:
+        reported = {id(call): self.step_at(index) for index, call in enumerate(self.ordered)}
+        self._by_time = sorted(self.ordered, key=lambda call: call.start_ns)
+        self._starts = [call.start_ns for call in self._by_time]
+        highest = 0
+        for call in self._by_time:
+            highest = max(highest, reported[id(call)])
+            self._steps_so_far.append(highest)
