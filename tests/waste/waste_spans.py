@@ -29,7 +29,7 @@ def llm(
 ) -> SpanRecord:
     """An inference span; `at` is its start in seconds after T0 (default: 2 s per step)."""
     seconds = at if at is not None else 2.0 * (step or 0)
-    return SpanRecord(
+    return _with_dedup_key(SpanRecord(
         tenant="default", run_id=RUN, trace_id="ab" * 16, span_id=f"{next(_span_ids):016x}",
         parent_span_id="cd" * 8, name=f"{operation} {model}", kind=3,
         start_ns=T0 + int(seconds * SECOND), end_ns=T0 + int((seconds + 1) * SECOND),
@@ -38,16 +38,21 @@ def llm(
         input_tokens=0 if error_type else input_tokens, output_tokens=0 if error_type else output_tokens,
         cost_usd=None if cost is None else Decimal(cost), step=step, fingerprint=fingerprint,
         error_type=error_type, budget_decision=budget_decision,
-    )
+    ))
+
+
+def _with_dedup_key(record: SpanRecord) -> SpanRecord:
+    record.dedup_key = bytes.fromhex(record.trace_id + record.span_id)
+    return record
 
 
 def tool(name: str, args_hash: str | None, *, at: float) -> SpanRecord:
-    return SpanRecord(
+    return _with_dedup_key(SpanRecord(
         tenant="default", run_id=RUN, trace_id="ab" * 16, span_id=f"{next(_span_ids):016x}",
         parent_span_id="cd" * 8, name=f"execute_tool {name}", kind=1,
         start_ns=T0 + int(at * SECOND), end_ns=T0 + int((at + 0.5) * SECOND),
         operation="execute_tool", tool_name=name, tool_args_hash=args_hash,
-    )
+    ))
 
 
 def growing(inputs: list[int], **kwargs) -> list[SpanRecord]:

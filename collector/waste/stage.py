@@ -1,0 +1,176 @@
+"""The pipeline stage that runs the waste detectors: after rollup, inside the batch's transaction.
+
+For each run a batch touches, the stage reads the run's detector state from its own table
+(`waste_state`, in the collector's store), adds the batch's spans, evaluates, writes the state
+back and adds new flags to the run's rollup with `uow.add_waste_flag`; all of it in the batch's
+transaction, so the state, the flags and the rollup commit together or not at all, and a restart
+resumes exactly where the last acknowledged batch left off. The state is read through the
+transaction's own connection, so batches grouped into one transaction see each other's writes.
+
+A span is already committed (and its trace exported) when the collector sees it, so a flag cannot
+be added to the span; it shows in the runs API (`waste_flags`, `GET /v1/runs?flag=loop`) and in
+the `cognocient_waste_flags_total{feature, kind}` counter, counted after the commit.
+
+A budget with `on_loop: block` that applies to the run (tenant, feature, agent) blocks a run when
+it is flagged `loop`: the stage marks it blocked in the rollup with the budget's name and the
+flag's step, and the budget check refuses the run's next call, as for a run over its limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cognocient_otel.pricing import PriceBook
+from collector.model import RunKey, SpanBatch, SpanRecord
+from collector.pipeline import Stage, StageMetrics
+from collector.store import Store, UnitOfWork
+from collector.telemetry import CounterVec
+from collector.waste.config import WasteConfig
+from collector.waste.detector import WasteDetector
+from collector.waste.flags import LOOP, WasteFlag
+from collector.waste.state import RunWasteState, StateDecodeError
+
+__all__ = ["SCHEMA", "LoopBlocker", "WasteStage", "loop_blockers_from"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+-- The waste detectors' state of each run (collector/waste/state.py), JSON; `updated` is the
+-- wall-clock time of the last batch that changed it, for retention.
+CREATE TABLE IF NOT EXISTS waste_state (
+    tenant TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (tenant, run_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS waste_state_by_updated ON waste_state (updated);
+"""
+_SELECT = "SELECT state FROM waste_state WHERE tenant = ? AND run_id = ?"
+_UPSERT = "INSERT OR REPLACE INTO waste_state (tenant, run_id, state, updated) VALUES (?, ?, ?, ?)"
+_DELETE = "DELETE FROM waste_state WHERE tenant = ? AND run_id = ?"
+_PURGE = "DELETE FROM waste_state WHERE updated < ?"
+_PURGE_EVERY_SECONDS = 3600.0
+_UNKNOWN = "unknown"
+_EXECUTE_TOOL = "execute_tool"
+
+
+@dataclass(frozen=True, slots=True)
+class LoopBlocker:
+    """A budget with `on_loop: block`: `applies(tenant=, feature=, agent=)` says which runs it covers."""
+
+    budget: str
+    applies: Callable[..., bool]
+
+
+class WasteStage(Stage):
+    name = "waste"
+
+    def __init__(
+        self,
+        next: Stage | None = None,
+        *,
+        config: WasteConfig,
+        price_book: PriceBook | None = None,
+        loop_blockers: Iterable[LoopBlocker] = (),
+        retention_seconds: float = 30 * 86400.0,
+        metrics: StageMetrics | None = None,
+    ) -> None:
+        super().__init__(next, metrics=metrics)
+        self.config = config
+        self.detector = WasteDetector(config, prices=price_book)
+        self.loop_blockers = tuple(loop_blockers)
+        self.retention_seconds = retention_seconds
+        self.flags_raised = CounterVec()  # (feature, kind): cognocient_waste_flags_total
+        self._next_purge = 0.0
+
+    def setup(self, store: Store) -> None:
+        store.executescript(SCHEMA)
+
+    def process(self, batch: SpanBatch) -> None:
+        uow = batch.uow
+        if uow is None or not self.detector.enabled_kinds:
+            return
+        by_run: dict[RunKey, list[SpanRecord]] = {}
+        for record in batch.records:
+            if record.is_llm or record.operation == _EXECUTE_TOOL:
+                by_run.setdefault(record.run_key, []).append(record)
+        raised: list[tuple[str, str]] = []
+        for key, records in by_run.items():
+            raised += self._process_run(uow, key, records)
+        if raised:
+            counter = self.flags_raised
+            uow.after_commit(lambda: counter.inc_many(_count(raised)))
+        if uow.now >= self._next_purge:
+            self._next_purge = uow.now + _PURGE_EVERY_SECONDS
+            uow.execute(_PURGE, (uow.now - self.retention_seconds,))
+
+    def _process_run(self, uow: UnitOfWork, key: RunKey, records: list[SpanRecord]) -> list[tuple[str, str]]:
+        state = self._load(uow, key)
+        if not self.detector.wants(state):
+            return []
+        for record in records:
+            self.detector.record(state, record)
+        flags = self.detector.evaluate(state)
+        raised = []
+        for flag in flags:
+            if not uow.add_waste_flag(key, kind=flag.kind, step=flag.step, message=flag.message,
+                                      wasted_cost_usd=flag.wasted_usd):
+                continue  # the run is not in the rollup, or already carries this kind
+            run = uow.run(key)
+            feature = (run.feature if run else None) or _feature_of(records) or _UNKNOWN
+            raised.append((feature, flag.kind))
+            if flag.kind == LOOP:
+                self._block_on_loop(uow, key, flag, records)
+        if self.detector.wants(state):
+            uow.execute(_UPSERT, (key[0], key[1], state.to_json(), uow.now))
+        else:
+            uow.execute(_DELETE, key)  # every kind raised: nothing left to watch for
+        return raised
+
+    def _load(self, uow: UnitOfWork, key: RunKey) -> RunWasteState:
+        state = RunWasteState()
+        row = uow.execute(_SELECT, key).fetchone()
+        if row is not None:
+            try:
+                state = RunWasteState.from_json(row[0])
+            except StateDecodeError as error:
+                # A bad row must not fail every later batch of the run: start its state afresh.
+                logger.warning("waste state of run %s dropped: %s", key[1], error)
+        # The rollup is the record of what was raised (the row is gone once all kinds were).
+        run = uow.run(key)
+        if run is not None:
+            state.raised.update(str(flag.get("kind")) for flag in run.waste_flags)
+        return state
+
+    def _block_on_loop(
+        self, uow: UnitOfWork, key: RunKey, flag: WasteFlag, records: list[SpanRecord]
+    ) -> None:
+        if not self.loop_blockers:
+            return
+        run = uow.run(key)
+        feature = (run.feature if run else None) or _feature_of(records) or ""
+        agent = (run.agent if run else None) or next((r.agent for r in records if r.agent), None) or ""
+        for blocker in self.loop_blockers:
+            if blocker.applies(tenant=key[0], feature=feature, agent=agent):
+                uow.mark_blocked(key, budget=blocker.budget, step=flag.step)
+                return
+
+
+def loop_blockers_from(budgets: Iterable[object]) -> list[LoopBlocker]:
+    """The budgets (`collector.budgets.config.BudgetConfig`) that say `on_loop: block`."""
+    return [LoopBlocker(budget.name, budget.applies_to)  # type: ignore[attr-defined]
+            for budget in budgets if getattr(budget, "on_loop", None) == "block"]
+
+
+def _feature_of(records: list[SpanRecord]) -> str | None:
+    return next((record.feature for record in records if record.feature), None)
+
+
+def _count(raised: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    counts: dict[tuple[str, str], float] = {}
+    for labels in raised:
+        counts[labels] = counts.get(labels, 0.0) + 1
+    return counts

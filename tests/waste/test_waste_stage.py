@@ -1,0 +1,173 @@
+"""The waste stage in the collector's real pipeline (dedup -> cost -> rollup -> waste -> commit) over
+a real SQLite store: flags land in the run's rollup in the batch's transaction, survive a restart,
+count once in the metric, and `on_loop: block` marks the run blocked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from waste_spans import RUN, growing, llm, tool
+
+from cognocient_otel.pricing import PriceBook
+from collector.budgets.config import parse_budgets
+from collector.model import SpanBatch
+from collector.rollup import BLOCKED, RunState
+from collector.stages import CommitStage, CostStage, DedupStage, RollupStage
+from collector.stats import CollectorStats
+from collector.store import Store, UnitOfWork
+from collector.waste import WasteConfig, load_waste_config
+from collector.waste.stage import WasteStage, loop_blockers_from
+
+KEY = ("default", RUN)
+
+
+class Pipeline:
+    """The collector's stages over one store file, as the ingest writer runs them."""
+
+    def __init__(self, path: Path, config: WasteConfig | None = None, budgets=()) -> None:
+        self.store = Store(str(path))
+        self.state = RunState()
+        stats = CollectorStats()
+        self.waste = WasteStage(CommitStage(stats=stats), config=config or WasteConfig(),
+                                price_book=PriceBook(), loop_blockers=loop_blockers_from(budgets))
+        self.head = DedupStage(CostStage(RollupStage(self.waste, stats=stats), price_book=PriceBook()),
+                               stats=stats)
+        for stage in self.head.stages():
+            stage.setup(self.store)
+
+    def send(self, records, *, fail: bool = False) -> None:
+        uow = UnitOfWork(self.store, self.state)
+        uow.begin()
+        try:
+            self.head.consume(SpanBatch(records=list(records), uow=uow))
+            if fail:
+                raise RuntimeError("simulated failure before the commit")
+            uow.commit()
+        except RuntimeError:
+            uow.rollback()
+
+    def run(self):
+        return self.state.get(KEY) or self.store.load_run(KEY)
+
+    def flags(self) -> list[tuple[str, int]]:
+        run = self.run()
+        return [(flag["kind"], flag["step"]) for flag in run.waste_flags] if run else []
+
+    def counted(self) -> dict:
+        return dict(self.waste.flags_raised.items())
+
+    def close(self) -> None:
+        self.store.close()
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    opened = Pipeline(tmp_path / "collector.db")
+    yield opened
+    opened.close()
+
+
+def _with_feature(records, feature="support-bot"):
+    for record in records:
+        record.feature = feature
+    return records
+
+
+def test_bloat_flag_lands_in_the_rollup_and_the_counter_once(pipeline):
+    records = _with_feature(growing([1000, 1100, 1200, 2500, 5000, 10000, 20000]))
+    for record in records:
+        pipeline.send([record])
+    pipeline.send(records)  # the exporter retries everything: duplicates change nothing
+    [flag] = pipeline.run().waste_flags
+    assert flag["kind"] == "context_bloat" and flag["step"] == 6
+    assert flag["message"].startswith("Context bloat after step 3: input grew 8.3x over 3 steps")
+    assert "wasted_cost_usd" in flag
+    assert pipeline.counted() == {("support-bot", "context_bloat"): 1.0}
+
+
+def test_state_and_flags_survive_a_restart(tmp_path):
+    path = tmp_path / "collector.db"
+    first = Pipeline(path)
+    records = _with_feature([llm(step, fingerprint="same" if step in (2, 4, 7) else f"f{step}")
+                             for step in range(1, 8)])
+    first.send(records[:5])  # two of the three repeats
+    assert first.flags() == []
+    first.close()
+    second = Pipeline(path)  # a new process: nothing in memory
+    second.send(records[5:])
+    assert second.flags() == [("loop", 7)]
+    second.send([llm(step, fingerprint="same") for step in range(8, 11)])
+    assert second.flags() == [("loop", 7)]  # once per run and kind
+    assert second.counted() == {("support-bot", "loop"): 1.0}
+    second.close()
+
+
+def test_a_failed_transaction_leaves_no_state_behind(pipeline):
+    records = _with_feature([llm(step, fingerprint="same") for step in range(1, 4)])
+    pipeline.send(records[:2], fail=True)  # rolled back: neither counted nor remembered
+    pipeline.send(records[2:])
+    assert pipeline.flags() == []
+    assert pipeline.counted() == {}
+    pipeline.send(records[:2])  # the client's retry
+    assert pipeline.flags() == [("loop", 3)]
+
+
+def test_all_three_kinds_then_nothing_more_is_kept(pipeline):
+    records = _with_feature(growing([1000, 1100, 1200, 2500, 5000, 10000, 20000]))
+    records += [llm(8, fingerprint="fp7"), llm(9, fingerprint="fp7")]
+    records += [llm(step, error_type="429") for step in range(10, 15)]
+    pipeline.send(records)
+    assert pipeline.flags() == [("context_bloat", 6), ("loop", 9), ("retry_storm", 14)]
+    rows = pipeline.store.conn.execute("SELECT count(*) FROM waste_state").fetchone()[0]
+    assert rows == 0
+    pipeline.send([llm(step, fingerprint="fp7") for step in range(15, 19)])
+    assert pipeline.store.conn.execute("SELECT count(*) FROM waste_state").fetchone()[0] == 0
+    assert len(pipeline.run().waste_flags) == 3
+
+
+def test_tool_loops_are_seen_through_the_pipeline(pipeline):
+    records = _with_feature([llm(1, fingerprint="a")])
+    records += [tool("lookup_order", "h1", at=3.0 + step) for step in range(3)]
+    pipeline.send(records)
+    assert pipeline.flags() == [("loop", 1)]
+
+
+def test_on_loop_block_marks_the_run_blocked_by_that_budget(tmp_path):
+    budgets = parse_budgets([
+        {"name": "other feature", "scope": "feature", "scope_value": "billing", "per_run_limit_usd": 5,
+         "on_loop": "block"},
+        {"name": "support runaway guard", "scope": "feature", "scope_value": "support-bot",
+         "per_run_limit_usd": 5, "on_loop": "block"},
+    ])
+    pipeline = Pipeline(tmp_path / "collector.db", budgets=budgets)
+    pipeline.send(_with_feature([llm(step, fingerprint="same") for step in range(1, 4)]))
+    run = pipeline.run()
+    assert run.status == BLOCKED
+    assert run.blocked_by == {"budget": "support runaway guard", "step": 3}
+    pipeline.close()
+
+
+def test_without_on_loop_a_loop_does_not_block(tmp_path):
+    budgets = parse_budgets([{"name": "guard", "scope": "feature", "scope_value": "support-bot",
+                              "per_run_limit_usd": 5}])
+    pipeline = Pipeline(tmp_path / "collector.db", budgets=budgets)
+    pipeline.send(_with_feature([llm(step, fingerprint="same") for step in range(1, 4)]))
+    assert pipeline.flags() == [("loop", 3)]
+    assert pipeline.run().status != BLOCKED
+    pipeline.close()
+
+
+def test_a_corrupt_state_row_is_dropped_not_fatal(pipeline):
+    pipeline.send(_with_feature([llm(1, fingerprint="x")]))
+    pipeline.store.conn.execute("UPDATE waste_state SET state = 'garbage'")
+    pipeline.send(_with_feature([llm(step, fingerprint="y") for step in range(2, 5)]))
+    assert pipeline.flags() == [("loop", 4)]
+
+
+def test_disabled_detection_writes_nothing(tmp_path):
+    pipeline = Pipeline(tmp_path / "collector.db", load_waste_config({"enabled": False}))
+    pipeline.send(_with_feature([llm(step, fingerprint="same") for step in range(1, 6)]))
+    assert pipeline.flags() == []
+    assert pipeline.store.conn.execute("SELECT count(*) FROM waste_state").fetchone()[0] == 0
+    pipeline.close()
