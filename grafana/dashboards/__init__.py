@@ -1,0 +1,1 @@
+"""Dashboard generators: one module per dashboard, `build.py` writes the committed JSON."""
