@@ -6,11 +6,20 @@ name the budget and the field at fault, e.g.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-__all__ = ["SCOPE_ORDER", "BudgetConfig", "BudgetConfigError", "Scope", "parse_budgets"]
+__all__ = ["SCOPE_ORDER", "BudgetConfig", "BudgetConfigError", "BudgetsSection", "Scope", "parse_budgets"]
 
 Scope = Literal["global", "tenant", "feature", "agent"]
 Enforcement = Literal["block", "warn"]
@@ -118,3 +127,17 @@ def parse_budgets(raw: Any) -> tuple[BudgetConfig, ...]:
     if faults:
         raise BudgetConfigError("\n".join(faults))
     return tuple(budgets)
+
+
+def _validate_section(raw: Any) -> tuple[BudgetConfig, ...]:
+    if isinstance(raw, tuple) and all(isinstance(item, BudgetConfig) for item in raw):
+        return raw
+    try:
+        return parse_budgets(raw)
+    except BudgetConfigError as error:
+        # A custom error keeps the message as is (no "Value error, " prefix) in the collector's report.
+        raise PydanticCustomError("budgets", "{faults}", {"faults": str(error).replace("\n", "; ")}) from None
+
+
+BudgetsSection = Annotated[tuple[BudgetConfig, ...], BeforeValidator(_validate_section)]
+"""The collector config's top-level `budgets:` field type (`collector/config.py`)."""

@@ -38,8 +38,10 @@ class LimitState:
 
     def explain(self, estimate: Decimal) -> str:
         what = f"{self.kind} window {self.period}" if self.period else "per-run limit"
-        return (f"budget '{self.budget.name}' ({what}): spent ${self.spent} + reserved ${self.reserved} "
-                f"+ this call ${estimate} would exceed ${self.limit}")
+        return (
+            f"budget '{self.budget.name}' ({what}): spent ${self.spent} + reserved ${self.reserved} "
+            f"+ this call ${estimate} would exceed ${self.limit}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,9 @@ class Verdict:
     run_remaining: Decimal | None
     window: str
     window_remaining: Decimal | None
+    # The deciding limit (None when allowed): its value and what was spent and reserved against it.
+    limit: Decimal | None = None
+    committed: Decimal | None = None
 
 
 def _order(state: LimitState) -> tuple[int, int]:
@@ -70,21 +75,50 @@ def decide(limits: list[LimitState], *, estimate: Decimal, run_block: RunBlock |
     window_remaining = tightest_window.headroom if tightest_window else None
     headroom = min((state.headroom - estimate for state in ordered), default=None)
 
-    def verdict(decision: Decision, reason: str, budget: str, blocks_run: bool = False) -> Verdict:
-        return Verdict(decision, reason, budget, blocks_run, headroom, run_remaining, window,
-                       window_remaining)
+    def verdict(
+        decision: Decision,
+        reason: str,
+        budget: str,
+        blocks_run: bool = False,
+        deciding: LimitState | None = None,
+    ) -> Verdict:
+        return Verdict(
+            decision,
+            reason,
+            budget,
+            blocks_run,
+            headroom,
+            run_remaining,
+            window,
+            window_remaining,
+            deciding.limit if deciding else None,
+            deciding.spent + deciding.reserved if deciding else None,
+        )
 
     if run_block is not None:
-        return verdict("block", f"run is blocked by budget '{run_block.budget}' since step {run_block.step}",
-                       run_block.budget)
+        deciding = next(
+            (s for s in per_run if s.budget.name == run_block.budget), per_run[0] if per_run else None
+        )
+        return verdict(
+            "block",
+            f"run is blocked by budget '{run_block.budget}' since step {run_block.step}",
+            run_block.budget,
+            deciding=deciding,
+        )
     refusing = [state for state in ordered if state.refuses(estimate)]
     blocking = [state for state in refusing if state.budget.enforcement == "block"]
     if blocking:
         first = blocking[0]
-        return verdict("block", first.explain(estimate), first.budget.name, blocks_run=first.kind == "per_run")
+        return verdict(
+            "block",
+            first.explain(estimate),
+            first.budget.name,
+            blocks_run=first.kind == "per_run",
+            deciding=first,
+        )
     if refusing:
         first = refusing[0]
-        return verdict("warn", first.explain(estimate), first.budget.name)
+        return verdict("warn", first.explain(estimate), first.budget.name, deciding=first)
     if not ordered:
         return verdict("allow", "no budget applies", "")
     return verdict("allow", "within every budget that applies", "")

@@ -92,10 +92,14 @@ class Ledger:
     def applicable(self, *, tenant: str, feature: str, agent: str) -> list[BudgetConfig]:
         return [b for b in self.budgets if b.applies_to(tenant=tenant, feature=feature, agent=agent)]
 
-    def _keys(self, budgets: list[BudgetConfig], moment: datetime, tenant: str, run_id: str
-              ) -> tuple[list[tuple[BudgetConfig, Window, str, Decimal]], str | None]:
-        windows = [(budget, window, period_of(window, moment), limit)
-                   for budget in budgets for window, limit in budget.window_limits().items()]
+    def _keys(
+        self, budgets: list[BudgetConfig], moment: datetime, tenant: str, run_id: str
+    ) -> tuple[list[tuple[BudgetConfig, Window, str, Decimal]], str | None]:
+        windows = [
+            (budget, window, period_of(window, moment), limit)
+            for budget in budgets
+            for window, limit in budget.window_limits().items()
+        ]
         has_run_limit = any(budget.per_run_limit_usd is not None for budget in budgets)
         return windows, run_key(tenant, run_id) if has_run_limit else None
 
@@ -109,23 +113,43 @@ class Ledger:
         ttl = min((budget.reservation_ttl_seconds for budget in budgets), default=0.0)
 
         def operation(txn: LedgerTxn) -> CheckAnswer:
+            # Settle before releasing: a settlement is counted against the reservation it names.
+            for settlement in request.settle:
+                self._settle(
+                    txn,
+                    settlement.span_id,
+                    settlement.actual_cost_usd,
+                    settlement.reservation_id or settlement.span_id,
+                    settlement.reserved_usd,
+                    now,
+                )
             for reservation_id in request.release:
                 held = txn.reservation(reservation_id, now)
                 if held is not None:
                     txn.drop_reservation(held)
-            for settlement in request.settle:
-                self._settle(txn, settlement.span_id, settlement.actual_cost_usd,
-                             settlement.reservation_id or settlement.span_id, settlement.reserved_usd, now)
+            if not request.run_id:
+                return CheckAnswer(decision="allow", reason="settled; no call to decide")
 
-            states = [LimitState(budget, window, limit, txn.spend(key := window_key(budget.name, window, period)),
-                                 txn.reserved(key, now), period)
-                      for budget, window, period, limit in windows]
+            states = [
+                LimitState(
+                    budget,
+                    window,
+                    limit,
+                    txn.spend(key := window_key(budget.name, window, period)),
+                    txn.reserved(key, now),
+                    period,
+                )
+                for budget, window, period, limit in windows
+            ]
             run_spent = run_reserved = ZERO
             block = None
             if run is not None:
                 run_spent, run_reserved, block = txn.spend(run), txn.reserved(run, now), txn.run_block(run)
-                states += [LimitState(budget, "per_run", budget.per_run_limit_usd, run_spent, run_reserved)
-                           for budget in budgets if budget.per_run_limit_usd is not None]
+                states += [
+                    LimitState(budget, "per_run", budget.per_run_limit_usd, run_spent, run_reserved)
+                    for budget in budgets
+                    if budget.per_run_limit_usd is not None
+                ]
             estimate = max(request.estimated_cost_usd, ZERO)
             verdict = decide(states, estimate=estimate, run_block=block)
 
@@ -146,19 +170,36 @@ class Ledger:
                 allowance = request.allowance_usd  # nothing to reserve against: no limit applies
             reserved_now = estimate + allowance if reservation_id else ZERO
             return CheckAnswer(
-                decision=verdict.decision, reason=verdict.reason, budget=verdict.budget,
+                decision=verdict.decision,
+                reason=verdict.reason,
+                budget=verdict.budget,
                 run_spent_usd=run_spent,
-                run_remaining_usd=None if verdict.run_remaining is None else verdict.run_remaining - reserved_now,
+                run_remaining_usd=None
+                if verdict.run_remaining is None
+                else verdict.run_remaining - reserved_now,
                 window=verdict.window,
-                window_remaining_usd=(None if verdict.window_remaining is None
-                                      else verdict.window_remaining - reserved_now),
-                reservation_id=reservation_id, allowance_usd=allowance,
-                reservation_ttl_seconds=ttl, newly_blocked=newly_blocked)
+                window_remaining_usd=(
+                    None if verdict.window_remaining is None else verdict.window_remaining - reserved_now
+                ),
+                reservation_id=reservation_id,
+                allowance_usd=allowance,
+                reservation_ttl_seconds=ttl,
+                newly_blocked=newly_blocked,
+                limit_usd=verdict.limit,
+                committed_usd=verdict.committed,
+            )
 
         return self.store.run(operation, now=now)
 
-    def _settle(self, txn: LedgerTxn, span_id: str, actual: Decimal, reservation_id: str,
-                reserved_part: Decimal | None, now: float) -> None:
+    def _settle(
+        self,
+        txn: LedgerTxn,
+        span_id: str,
+        actual: Decimal,
+        reservation_id: str,
+        reserved_part: Decimal | None,
+        now: float,
+    ) -> None:
         held = txn.reservation(reservation_id, now)
         if held is None:
             # Expired or never made: the span itself will be counted when it arrives.
@@ -178,11 +219,14 @@ class Ledger:
         if key.startswith("run/"):
             return now + RUN_RETENTION_SECONDS
         window: Window = "daily" if key.split("/")[-2] == "daily" else "monthly"
-        return window_end(window, datetime.fromtimestamp(now, timezone.utc)).timestamp() + WINDOW_GRACE_SECONDS
+        return (
+            window_end(window, datetime.fromtimestamp(now, timezone.utc)).timestamp() + WINDOW_GRACE_SECONDS
+        )
 
     # -- ingested spans ------------------------------------------------------------------------
-    def count_spans(self, spans: Iterable[SpanCost], txn: LedgerTxn | None = None
-                    ) -> list[tuple[SpanCost, RunBlock]]:
+    def count_spans(
+        self, spans: Iterable[SpanCost], txn: LedgerTxn | None = None
+    ) -> list[tuple[SpanCost, RunBlock]]:
         """Count ingested LLM spans once each; return the runs this newly blocked (span, block).
 
         With `txn`, runs inside the caller's transaction (the collector's batch commit).
@@ -226,11 +270,16 @@ class Ledger:
         """(budget, window, limit, spend) of every budget's current windows, for the metrics."""
         moment = self.clock()
         now = moment.timestamp()
-        pairs = [(budget, window, limit, window_key(budget.name, window, period_of(window, moment)))
-                 for budget in self.budgets for window, limit in budget.window_limits().items()]
+        pairs = [
+            (budget, window, limit, window_key(budget.name, window, period_of(window, moment)))
+            for budget in self.budgets
+            for window, limit in budget.window_limits().items()
+        ]
         if not pairs:
             return []
-        return self.store.run(lambda txn: [(b, w, limit, txn.spend(key)) for b, w, limit, key in pairs], now=now)
+        return self.store.run(
+            lambda txn: [(b, w, limit, txn.spend(key)) for b, w, limit, key in pairs], now=now
+        )
 
     def run_state(self, *, tenant: str, run_id: str) -> tuple[Decimal, RunBlock | None]:
         key = run_key(tenant, run_id)

@@ -61,6 +61,10 @@ class CheckAnswer:
     reservation_id: str = ""
     allowance_usd: Decimal = ZERO
     reservation_ttl_seconds: float = 0.0
+    # The deciding limit, when a budget decided (warn, block): its value, and what was spent and
+    # reserved against it before this call.
+    limit_usd: Decimal | None = None
+    committed_usd: Decimal | None = None
     # Set when this check marked the run blocked (it was not before): the caller records it
     # in the run rollup and counts it once.
     newly_blocked: RunBlock | None = None

@@ -26,8 +26,9 @@ from .model import ZERO, Reservation, RunBlock
 try:
     import redis
 except ImportError as exc:  # pragma: no cover - depends on the install
-    raise ImportError("the Redis budget store needs the [redis] extra: pip install 'cognocient-otel[redis]'"
-                      ) from exc
+    raise ImportError(
+        "the Redis budget store needs the [redis] extra: pip install 'cognocient-otel[redis]'"
+    ) from exc
 
 __all__ = ["RedisLedgerStore", "RedisLedgerTxn"]
 
@@ -165,8 +166,9 @@ class RedisLedgerStore:
     """A ledger in Redis: `RedisLedgerStore("redis://127.0.0.1:6379/0")`."""
 
     def __init__(self, url: str, *, prefix: str = "cognocient:budget", timeout_seconds: float = 2.0) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout_seconds,
-                                           socket_connect_timeout=timeout_seconds)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+        )
         self.prefix = prefix
         self.client.ping()
 
@@ -183,7 +185,9 @@ class RedisLedgerStore:
                     return result
                 except redis.WatchError:
                     continue  # another check changed what we read: decide again on fresh data
-        raise RuntimeError(f"budget ledger: Redis transaction still conflicting after {MAX_ATTEMPTS} attempts")
+        raise RuntimeError(
+            f"budget ledger: Redis transaction still conflicting after {MAX_ATTEMPTS} attempts"
+        )
 
     def purge(self, now: float) -> None:
         """Nothing to do: Redis expires the keys itself."""

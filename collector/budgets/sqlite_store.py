@@ -60,17 +60,20 @@ class SqliteLedgerTxn:
         self._db.execute(
             "INSERT INTO budget_spend (key, usd, keep_until) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
             "SET usd = excluded.usd, keep_until = MAX(keep_until, excluded.keep_until)",
-            (key, str(total), keep_until))
+            (key, str(total), keep_until),
+        )
 
     def reserved(self, key: str, now: float) -> Decimal:
         rows = self._db.execute(
-            "SELECT usd FROM budget_reservation WHERE key = ? AND expires_at > ?", (key, now)).fetchall()
+            "SELECT usd FROM budget_reservation WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchall()
         return sum((Decimal(row[0]) for row in rows), ZERO)
 
     def reservation(self, reservation_id: str, now: float) -> Reservation | None:
         rows = self._db.execute(
             "SELECT key, usd, expires_at FROM budget_reservation WHERE id = ? AND expires_at > ?",
-            (reservation_id, now)).fetchall()
+            (reservation_id, now),
+        ).fetchall()
         if not rows:
             return None
         return Reservation(reservation_id, tuple(row[0] for row in rows), Decimal(rows[0][1]), rows[0][2])
@@ -79,28 +82,39 @@ class SqliteLedgerTxn:
         self._db.execute("DELETE FROM budget_reservation WHERE id = ?", (reservation.id,))
         self._db.executemany(
             "INSERT INTO budget_reservation (id, key, usd, expires_at) VALUES (?, ?, ?, ?)",
-            [(reservation.id, key, str(reservation.amount), reservation.expires_at) for key in reservation.keys])
+            [
+                (reservation.id, key, str(reservation.amount), reservation.expires_at)
+                for key in reservation.keys
+            ],
+        )
 
     def drop_reservation(self, reservation: Reservation) -> None:
         self._db.execute("DELETE FROM budget_reservation WHERE id = ?", (reservation.id,))
 
     def is_accounted(self, span_id: str) -> bool:
-        return self._db.execute(
-            "SELECT 1 FROM budget_accounted WHERE span_id = ?", (span_id,)).fetchone() is not None
+        return (
+            self._db.execute("SELECT 1 FROM budget_accounted WHERE span_id = ?", (span_id,)).fetchone()
+            is not None
+        )
 
     def mark_accounted(self, span_id: str, *, keep_until: float) -> None:
-        self._db.execute("INSERT OR REPLACE INTO budget_accounted (span_id, keep_until) VALUES (?, ?)",
-                         (span_id, keep_until))
+        self._db.execute(
+            "INSERT OR REPLACE INTO budget_accounted (span_id, keep_until) VALUES (?, ?)",
+            (span_id, keep_until),
+        )
 
     def run_block(self, key: str) -> RunBlock | None:
         row = self._db.execute(
-            "SELECT budget, step, at FROM budget_run_block WHERE run_key = ?", (key,)).fetchone()
+            "SELECT budget, step, at FROM budget_run_block WHERE run_key = ?", (key,)
+        ).fetchone()
         return RunBlock(row[0], row[1], row[2]) if row else None
 
     def set_run_block(self, key: str, block: RunBlock, *, keep_until: float) -> None:
         self._db.execute(
-            "INSERT OR IGNORE INTO budget_run_block (run_key, budget, step, at, keep_until) VALUES (?, ?, ?, ?, ?)",
-            (key, block.budget, block.step, block.at, keep_until))
+            "INSERT OR IGNORE INTO budget_run_block (run_key, budget, step, at, keep_until) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (key, block.budget, block.step, block.at, keep_until),
+        )
 
 
 class SqliteLedgerStore:
@@ -117,8 +131,9 @@ class SqliteLedgerStore:
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
-                                         check_same_thread=False)
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
             connection.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit is atomic and survives a process crash; only a power loss
             # can drop the last commits, which for reservations means a check is forgotten.

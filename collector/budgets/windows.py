@@ -56,5 +56,8 @@ def window_end(window: Window, moment: datetime) -> datetime:
     if window == "daily":
         return day_start + timedelta(days=1)
     month_start = day_start.replace(day=1)
-    return month_start.replace(year=month_start.year + 1, month=1) if month_start.month == 12 else (
-        month_start.replace(month=month_start.month + 1))
+    return (
+        month_start.replace(year=month_start.year + 1, month=1)
+        if month_start.month == 12
+        else (month_start.replace(month=month_start.month + 1))
+    )

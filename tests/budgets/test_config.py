@@ -36,9 +36,13 @@ def test_every_fault_is_reported_with_its_budget():
     with pytest.raises(BudgetConfigError) as error:
         load("many_faults.yaml")
     lines = str(error.value).splitlines()
-    assert lines[0] == ("budgets[0] (no limits): set at least one of monthly_limit_usd, daily_limit_usd, "
-                        "per_run_limit_usd")
-    assert lines[1] == "budgets[1] (tenant without value): scope_value: required for scope tenant (which tenant?)"
+    assert lines[0] == (
+        "budgets[0] (no limits): set at least one of monthly_limit_usd, daily_limit_usd, per_run_limit_usd"
+    )
+    assert (
+        lines[1]
+        == "budgets[1] (tenant without value): scope_value: required for scope tenant (which tenant?)"
+    )
     assert lines[2].startswith("budgets[2] (global with value): scope_value: must be empty for scope global")
     assert lines[3] == "budgets[3] (typo): montly_limit_usd: unknown field (check its spelling)"
     assert any(line.startswith("budgets[4] (bad enforcement): scope: ") for line in lines)
@@ -47,15 +51,24 @@ def test_every_fault_is_reported_with_its_budget():
     assert lines[-1] == "budgets[7]: must be a mapping with name, scope and limits"
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"name": "x"}, "budgets: must be a list of budgets, got dict"),
-    ([{"name": "n", "scope": "global", "daily_limit_usd": "lots"}],
-     "budgets[0] (n): daily_limit_usd: Input should be a valid decimal"),
-    ([{"name": "n", "scope": "global", "daily_limit_usd": float("inf")}],
-     "budgets[0] (n): daily_limit_usd: Input should be a finite number"),
-    ([{"name": "n", "scope": "global", "daily_limit_usd": 1, "reservation_ttl_seconds": 0}],
-     "budgets[0] (n): reservation_ttl_seconds: Input should be greater than 0"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"name": "x"}, "budgets: must be a list of budgets, got dict"),
+        (
+            [{"name": "n", "scope": "global", "daily_limit_usd": "lots"}],
+            "budgets[0] (n): daily_limit_usd: Input should be a valid decimal",
+        ),
+        (
+            [{"name": "n", "scope": "global", "daily_limit_usd": float("inf")}],
+            "budgets[0] (n): daily_limit_usd: Input should be a finite number",
+        ),
+        (
+            [{"name": "n", "scope": "global", "daily_limit_usd": 1, "reservation_ttl_seconds": 0}],
+            "budgets[0] (n): reservation_ttl_seconds: Input should be greater than 0",
+        ),
+    ],
+)
 def test_bad_values_get_clear_messages(raw, message):
     with pytest.raises(BudgetConfigError) as error:
         parse_budgets(raw)

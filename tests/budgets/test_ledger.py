@@ -13,14 +13,27 @@ from collector.budgets.config import parse_budgets
 from collector.budgets.ledger import Ledger
 from collector.budgets.model import CheckRequest, Settlement, SpanCost
 
-BUDGETS = parse_budgets([
-    {"name": "company", "scope": "global", "monthly_limit_usd": 100},
-    {"name": "docs", "scope": "feature", "scope_value": "docs", "monthly_limit_usd": 2,
-     "per_run_limit_usd": "0.50", "reservation_ttl_seconds": 60},
-    {"name": "search daily", "scope": "feature", "scope_value": "search", "daily_limit_usd": 1},
-    {"name": "researcher watch", "scope": "agent", "scope_value": "researcher", "daily_limit_usd": "0.2",
-     "enforcement": "warn"},
-])
+BUDGETS = parse_budgets(
+    [
+        {"name": "company", "scope": "global", "monthly_limit_usd": 100},
+        {
+            "name": "docs",
+            "scope": "feature",
+            "scope_value": "docs",
+            "monthly_limit_usd": 2,
+            "per_run_limit_usd": "0.50",
+            "reservation_ttl_seconds": 60,
+        },
+        {"name": "search daily", "scope": "feature", "scope_value": "search", "daily_limit_usd": 1},
+        {
+            "name": "researcher watch",
+            "scope": "agent",
+            "scope_value": "researcher",
+            "daily_limit_usd": "0.2",
+            "enforcement": "warn",
+        },
+    ]
+)
 
 
 @pytest.fixture
@@ -45,8 +58,14 @@ def test_allow_reserves_and_reports_what_remains(ledger):
 
 def test_run_blocked_at_the_step_that_would_cross_and_stays_blocked(ledger):
     for step in range(1, 5):
-        answer = ledger.check(call(span=f"a{step}", step=step, est="0.10",
-                                   settle=(Settlement(f"a{step - 1}", D("0.10")),) if step > 1 else ()))
+        answer = ledger.check(
+            call(
+                span=f"a{step}",
+                step=step,
+                est="0.10",
+                settle=(Settlement(f"a{step - 1}", D("0.10")),) if step > 1 else (),
+            )
+        )
         assert answer.decision == "allow", answer
     # Spent 0.30 and 0.10 in flight: a 0.15 call would cross 0.50.
     blocked = ledger.check(call(span="a5", step=5, est="0.15", settle=(Settlement("a4", D("0.10")),)))
@@ -113,7 +132,9 @@ def test_unsettled_reservation_expires(ledger, clock):
 
 
 def test_ingested_spans_block_a_run_that_crossed(ledger):
-    blocked = ledger.count_spans([SpanCost(f"p{i}", "r9", D("0.20"), feature="docs", step=i) for i in (1, 2, 3)])
+    blocked = ledger.count_spans(
+        [SpanCost(f"p{i}", "r9", D("0.20"), feature="docs", step=i) for i in (1, 2, 3)]
+    )
     assert [(span.span_id, block.budget, block.step) for span, block in blocked] == [("p3", "docs", 3)]
     assert ledger.check(call(run="r9", span="p4", est="0")).decision == "block"
     spent, block = ledger.run_state(tenant="", run_id="r9")
@@ -131,8 +152,16 @@ def test_allowance_is_bounded_by_headroom_and_spent_down_by_settles(ledger):
     assert answer.allowance_usd == D("0.40")  # the run's 0.50 minus this call
     assert ledger.check(call(run="r1", span="x", est="0.01")).decision == "block"
     # Two calls spent from the allowance; their settles release their parts only.
-    ledger.check(call(span="", est="0", settle=(Settlement("g1", D("0.10"), "g1", D("0.10")),
-                                                Settlement("l2", D("0.10"), "g1", D("0.10")))))
+    ledger.check(
+        call(
+            span="",
+            est="0",
+            settle=(
+                Settlement("g1", D("0.10"), "g1", D("0.10")),
+                Settlement("l2", D("0.10"), "g1", D("0.10")),
+            ),
+        )
+    )
     # 0.20 spent, 0.30 still held by the allowance: nothing left for another process of r1.
     assert ledger.check(call(span="y", est="0.01")).decision == "block"
 
@@ -144,15 +173,18 @@ def test_release_frees_an_unused_allowance(ledger):
 
 
 def test_concurrent_checks_cannot_both_take_the_last_dollar(make_store, clock):
-    budgets = parse_budgets([{"name": "tight", "scope": "feature", "scope_value": "docs", "monthly_limit_usd": 1}])
+    budgets = parse_budgets(
+        [{"name": "tight", "scope": "feature", "scope_value": "docs", "monthly_limit_usd": 1}]
+    )
     ledgers = [Ledger(make_store(), budgets, clock=clock) for _ in range(4)]
     results: list[str] = []
     lock = threading.Lock()
 
     def worker(index: int) -> None:
         for attempt in range(6):
-            answer = ledgers[index % 4].check(call(run=f"r{index}-{attempt}", span=f"s{index}-{attempt}",
-                                                   est="0.07"))
+            answer = ledgers[index % 4].check(
+                call(run=f"r{index}-{attempt}", span=f"s{index}-{attempt}", est="0.07")
+            )
             with lock:
                 results.append(answer.decision)
 

@@ -1,0 +1,57 @@
+"""Allowances: headroom the collector reserved for a run, spent down locally without asking.
+
+When the collector allows a call it may grant more than the call's estimate (never more than
+what every limit still has room for) and hold it under the call's reservation. Later calls of the
+same run take their estimate out of it locally, in a few microseconds, until it runs out or
+expires; then the next call asks the collector again. This process can never spend more than
+the collector granted: a call is taken from the allowance only if its whole estimate fits.
+
+Expiry: the collector drops an unsettled reservation after its TTL, so the allowance is used for
+half of that, measured on this process's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+__all__ = ["Allowance"]
+
+_ZERO = Decimal(0)
+
+
+class Allowance:
+    __slots__ = ("_lock", "closed", "deadline", "in_flight", "remaining", "reservation_id")
+
+    def __init__(self, reservation_id: str, amount: Decimal, ttl_seconds: float) -> None:
+        self.reservation_id = reservation_id
+        self.remaining = amount
+        self.deadline = time.monotonic() + ttl_seconds / 2
+        self.in_flight = 0
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def take(self, estimate: Decimal) -> bool:
+        """Take `estimate` if it fits and the allowance is still good."""
+        with self._lock:
+            if self.closed or estimate > self.remaining or time.monotonic() >= self.deadline:
+                return False
+            self.remaining -= estimate
+            self.in_flight += 1
+            return True
+
+    def call_done(self) -> bool:
+        """A call that was taken from this allowance (or made it) finished. True when the
+        allowance is closed and nothing is in flight any more: time to release it."""
+        with self._lock:
+            self.in_flight -= 1
+            return self.closed and self.in_flight == 0
+
+    def close(self) -> bool:
+        """No more takes. True if nothing is in flight (release now), else the last call releases."""
+        with self._lock:
+            if self.closed:
+                return False
+            self.closed = True
+            return self.in_flight == 0

@@ -1,0 +1,256 @@
+"""A client of the collector's `cognocient.budget.v1.BudgetService/Check` (gRPC).
+
+One channel per client, opened lazily and shared by all threads. A check carries the calls this
+process finished since its last check (`report()` queues them); if the check fails they stay
+queued for the next one, so a settlement is never lost to a transient error (the collector
+ignores a settlement it already counted).
+
+Failure policy when the collector cannot be reached within `timeout_seconds`:
+`fail_open` (default) allows the call and logs once until the collector answers again;
+`fail_closed` refuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+from urllib.parse import urlsplit
+
+import grpc
+
+from collector.budgets.proto import budget_pb2, budget_pb2_grpc
+
+__all__ = ["BudgetClient", "BudgetDecision", "FailurePolicy", "PendingSettlement", "resolve_endpoint"]
+
+logger = logging.getLogger(__name__)
+
+FailurePolicy = Literal["fail_open", "fail_closed"]
+DEFAULT_ENDPOINT = "127.0.0.1:4317"
+# Finished calls waiting to be reported; past this the oldest are dropped (their spans still
+# reach the collector and are counted then).
+MAX_PENDING = 10_000
+# Reconnect quickly after a collector restart: gRPC's default backoff grows to two minutes,
+# during which every check would fail fast and apply the failure policy.
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+_DECISIONS = {
+    budget_pb2.DECISION_ALLOW: "allow",
+    budget_pb2.DECISION_WARN: "warn",
+    budget_pb2.DECISION_BLOCK: "block",
+}
+
+
+def _usd(value: float) -> Decimal:
+    return Decimal(repr(value))
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetDecision:
+    """The collector's answer (or the failure policy's, with `reachable=False`).
+
+    `allowance_usd` is headroom granted beyond the estimate, reserved under `reservation_id`, that
+    this process may spend on later calls of the same run without asking.
+    """
+
+    decision: Literal["allow", "warn", "block"]
+    reason: str
+    budget: str = ""
+    run_spent_usd: Decimal = Decimal(0)
+    run_remaining_usd: Decimal | None = None
+    window: str = ""
+    window_remaining_usd: Decimal | None = None
+    limit_usd: Decimal | None = None
+    committed_usd: Decimal | None = None
+    reservation_id: str = ""
+    allowance_usd: Decimal = Decimal(0)
+    reservation_ttl_seconds: float = 0.0
+    reachable: bool = True
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision != "block"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSettlement:
+    span_id: str
+    actual_cost_usd: Decimal
+    reservation_id: str
+    reserved_usd: Decimal
+
+
+def resolve_endpoint(endpoint: str | None = None) -> str:
+    """`host:port` of the collector's gRPC port: `endpoint`, else OTEL_EXPORTER_OTLP_ENDPOINT
+    (`http://host:4317` or `host:4317`), else 127.0.0.1:4317."""
+    raw = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or DEFAULT_ENDPOINT
+    if "://" in raw:
+        parts = urlsplit(raw)
+        if not parts.hostname:
+            raise ValueError(f"budget endpoint {raw!r}: expected http://host:port or host:port")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return f"{host}:{parts.port or 4317}"
+    return raw if ":" in raw else f"{raw}:4317"
+
+
+class BudgetClient:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        timeout_seconds: float = 0.25,
+        failure_policy: FailurePolicy = "fail_open",
+        tenant: str = "",
+    ) -> None:
+        if failure_policy not in ("fail_open", "fail_closed"):
+            raise ValueError(f"failure_policy: must be fail_open or fail_closed, got {failure_policy!r}")
+        if timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds: must be > 0, got {timeout_seconds!r}")
+        self.endpoint = resolve_endpoint(endpoint)
+        self.timeout_seconds = timeout_seconds
+        self.failure_policy: FailurePolicy = failure_policy
+        self.tenant = tenant
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stub: budget_pb2_grpc.BudgetServiceStub | None = None
+        self._pending: list[PendingSettlement] = []
+        self._releases: list[str] = []
+        self._unreachable_logged = False
+
+    # -- reports -----------------------------------------------------------------------------
+    def report(self, settlement: PendingSettlement) -> None:
+        """Queue a finished call; it is sent with the next check (any run) or `flush()`."""
+        with self._lock:
+            self._pending.append(settlement)
+            if len(self._pending) > MAX_PENDING:
+                del self._pending[: len(self._pending) - MAX_PENDING]
+
+    def release(self, reservation_id: str) -> None:
+        """Queue an allowance this process no longer needs."""
+        with self._lock:
+            self._releases.append(reservation_id)
+
+    def has_pending(self) -> bool:
+        return bool(self._pending or self._releases)
+
+    def flush(self) -> bool:
+        """Send queued settlements and releases now; False if the collector could not be reached."""
+        if not self.has_pending():
+            return True
+        return self.check(run_id="").reachable
+
+    # -- the check ---------------------------------------------------------------------------
+    def check(
+        self,
+        *,
+        run_id: str,
+        feature: str = "",
+        agent: str = "",
+        tenant: str = "",
+        estimated_cost_usd: Decimal = Decimal(0),
+        span_id: str = "",
+        step: int = 0,
+        allowance_usd: Decimal = Decimal(0),
+    ) -> BudgetDecision:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            releases, self._releases = self._releases, []
+        request = budget_pb2.CheckRequest(
+            run_id=run_id,
+            tenant=tenant or self.tenant,
+            feature=feature,
+            agent=agent,
+            estimated_cost_usd=float(estimated_cost_usd),
+            span_id=span_id,
+            step=step,
+            allowance_usd=float(allowance_usd),
+            release=releases,
+            settle=[
+                budget_pb2.Settlement(
+                    span_id=item.span_id,
+                    actual_cost_usd=float(item.actual_cost_usd),
+                    reservation_id=item.reservation_id,
+                    reserved_usd=float(item.reserved_usd),
+                )
+                for item in pending
+            ],
+        )
+        try:
+            response = self._stub_or_connect().Check(request, timeout=self.timeout_seconds)
+        except grpc.RpcError as error:
+            self._requeue(pending, releases)
+            return self._unreachable(error)
+        if self._unreachable_logged:
+            logger.warning("budget collector at %s answers again", self.endpoint)
+            self._unreachable_logged = False
+        return BudgetDecision(
+            decision=_DECISIONS.get(response.decision, "allow"),
+            reason=response.reason,
+            budget=response.budget,
+            run_spent_usd=_usd(response.run_spent_usd),
+            run_remaining_usd=_usd(response.run_remaining_usd)
+            if response.HasField("run_remaining_usd")
+            else None,
+            window=response.window,
+            window_remaining_usd=(
+                _usd(response.window_remaining_usd) if response.HasField("window_remaining_usd") else None
+            ),
+            limit_usd=_usd(response.limit_usd) if response.HasField("limit_usd") else None,
+            committed_usd=_usd(response.committed_usd) if response.HasField("committed_usd") else None,
+            reservation_id=response.reservation_id,
+            allowance_usd=_usd(response.allowance_usd),
+            reservation_ttl_seconds=response.reservation_ttl_seconds,
+        )
+
+    def _requeue(self, pending: Sequence[PendingSettlement], releases: Sequence[str]) -> None:
+        with self._lock:
+            self._pending[:0] = pending
+            self._releases[:0] = releases
+            if len(self._pending) > MAX_PENDING:
+                del self._pending[: len(self._pending) - MAX_PENDING]
+
+    def _unreachable(self, error: grpc.RpcError) -> BudgetDecision:
+        code = error.code() if isinstance(error, grpc.Call) else None
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            # Our own request was refused: a bug or bad arguments, not an outage.
+            raise ValueError(f"budget check refused by the collector: {error.details()}") from None
+        detail = (
+            f"{code.name if code else 'error'}: {error.details() if isinstance(error, grpc.Call) else error}"
+        )
+        if not self._unreachable_logged:
+            self._unreachable_logged = True
+            logger.warning(
+                "budget collector at %s unreachable (%s); applying %s until it answers",
+                self.endpoint,
+                detail,
+                self.failure_policy,
+            )
+        decision = "allow" if self.failure_policy == "fail_open" else "block"
+        return BudgetDecision(
+            decision=decision,
+            reachable=False,
+            reason=f"budget collector at {self.endpoint} unreachable ({detail}); {self.failure_policy}",
+        )
+
+    def _stub_or_connect(self) -> budget_pb2_grpc.BudgetServiceStub:
+        stub = self._stub
+        if stub is None:
+            with self._lock:
+                if self._stub is None:
+                    self._channel = grpc.insecure_channel(self.endpoint, options=_CHANNEL_OPTIONS)
+                    self._stub = budget_pb2_grpc.BudgetServiceStub(self._channel)
+                stub = self._stub
+        return stub
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = self._stub = None

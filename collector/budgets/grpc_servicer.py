@@ -1,0 +1,84 @@
+"""`cognocient.budget.v1.BudgetService` on the collector's OTLP gRPC port."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from .proto import budget_pb2, budget_pb2_grpc
+from .service import BadCheckRequest, BudgetChecker, build_request
+
+__all__ = ["BudgetServicer", "add_budget_servicer"]
+
+logger = logging.getLogger(__name__)
+
+DECISIONS = {
+    "allow": budget_pb2.DECISION_ALLOW,
+    "warn": budget_pb2.DECISION_WARN,
+    "block": budget_pb2.DECISION_BLOCK,
+}
+
+
+class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
+    def __init__(self, checker: BudgetChecker) -> None:
+        self.checker = checker
+
+    def Check(
+        self, request: budget_pb2.CheckRequest, context: grpc.ServicerContext
+    ) -> budget_pb2.CheckResponse:
+        settle = [
+            {
+                "span_id": item.span_id,
+                "actual_cost_usd": item.actual_cost_usd,
+                "reservation_id": item.reservation_id,
+                "reserved_usd": item.reserved_usd if item.HasField("reserved_usd") else None,
+            }
+            for item in request.settle
+        ]
+        fields = {
+            name: getattr(request, name)
+            for name in (
+                "run_id",
+                "tenant",
+                "feature",
+                "agent",
+                "estimated_cost_usd",
+                "span_id",
+                "step",
+                "allowance_usd",
+            )
+        }
+        try:
+            check = build_request(fields, settle, list(request.release))
+        except BadCheckRequest as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        try:
+            answer = self.checker.check(check)
+        except Exception:
+            # The store failed (disk, Redis down): UNAVAILABLE lets the client apply its fail policy.
+            logger.exception("budget check failed")
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the budget ledger is unavailable")
+        response = budget_pb2.CheckResponse(
+            decision=DECISIONS[answer.decision],
+            reason=answer.reason,
+            budget=answer.budget,
+            run_spent_usd=float(answer.run_spent_usd),
+            window=answer.window,
+            reservation_id=answer.reservation_id,
+            allowance_usd=float(answer.allowance_usd),
+            reservation_ttl_seconds=answer.reservation_ttl_seconds,
+        )
+        if answer.run_remaining_usd is not None:
+            response.run_remaining_usd = float(answer.run_remaining_usd)
+        if answer.window_remaining_usd is not None:
+            response.window_remaining_usd = float(answer.window_remaining_usd)
+        if answer.limit_usd is not None:
+            response.limit_usd = float(answer.limit_usd)
+        if answer.committed_usd is not None:
+            response.committed_usd = float(answer.committed_usd)
+        return response
+
+
+def add_budget_servicer(server: grpc.Server, checker: BudgetChecker) -> None:
+    budget_pb2_grpc.add_BudgetServiceServicer_to_server(BudgetServicer(checker), server)

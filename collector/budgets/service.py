@@ -1,0 +1,171 @@
+"""The check API's core, shared by the gRPC servicer and the HTTP handler: validate a request,
+ask the ledger, count the decision, and report runs that became blocked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from collector.telemetry import CounterVec
+
+from .ledger import Ledger
+from .model import CheckAnswer, CheckRequest, RunBlock, Settlement
+
+__all__ = ["DEFAULT_TENANT", "BadCheckRequest", "BudgetChecker", "BudgetCounters", "build_request"]
+
+logger = logging.getLogger(__name__)
+
+# The collector files spans without a tenant under this one (collector/model.py): a check
+# without a tenant must land on the same run keys.
+DEFAULT_TENANT = "default"
+MAX_SETTLEMENTS = 10_000
+_MAX_ID = 256
+
+
+class BadCheckRequest(ValueError):
+    """A check request the caller must fix (INVALID_ARGUMENT / 400); the message says what."""
+
+
+class BudgetCounters:
+    """The budget counters of /metrics (decisions, blocked calls, blocked runs)."""
+
+    def __init__(self) -> None:
+        self.decisions = CounterVec()  # (budget, decision)
+        self.blocked_calls = CounterVec()  # (budget,)
+        self.blocked_runs = CounterVec()  # (budget, feature, agent)
+
+
+OnRunBlocked = Callable[[tuple[str, str], RunBlock, str, str], None]
+"""Called with ((tenant, run_id), block, feature, agent) once when a check blocks a run."""
+
+
+class BudgetChecker:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        counters: BudgetCounters | None = None,
+        on_run_blocked: OnRunBlocked | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.counters = counters or BudgetCounters()
+        self.on_run_blocked = on_run_blocked
+
+    def check(self, request: CheckRequest) -> CheckAnswer:
+        answer = self.ledger.check(request)
+        if not request.run_id:
+            return answer  # a flush of settlements, not a decision
+        self.counters.decisions.inc((answer.budget, answer.decision))
+        if answer.decision == "block":
+            self.counters.blocked_calls.inc((answer.budget,))
+        if answer.newly_blocked is not None:
+            self.counters.blocked_runs.inc((answer.newly_blocked.budget, request.feature, request.agent))
+            if self.on_run_blocked is not None:
+                try:
+                    self.on_run_blocked(
+                        (request.tenant, request.run_id), answer.newly_blocked, request.feature, request.agent
+                    )
+                except Exception:  # the ledger holds the block; the rollup's copy is for display
+                    logger.exception("could not record blocked run %s in the rollup", request.run_id)
+        return answer
+
+
+def _text(fields: Mapping[str, Any], name: str, *, required: bool = False) -> str:
+    value = fields.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadCheckRequest(f"{name}: required (the run's id, cognocient.run.id)")
+        return ""
+    if not isinstance(value, str):
+        raise BadCheckRequest(f"{name}: must be a string, got {type(value).__name__}")
+    if len(value) > _MAX_ID:
+        raise BadCheckRequest(f"{name}: longer than {_MAX_ID} characters")
+    return value
+
+
+def _money(fields: Mapping[str, Any], name: str, *, optional: bool = False) -> Decimal | None:
+    value = fields.get(name)
+    if value is None:
+        return None if optional else Decimal(0)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+        raise BadCheckRequest(f"{name}: must be a number of USD, got {type(value).__name__}")
+    try:
+        # str() of a float is its shortest repr: 0.1 stays 0.1, not 0.1000000000000000055...
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise BadCheckRequest(f"{name}: must be a number of USD, got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise BadCheckRequest(f"{name}: must be a finite amount >= 0, got {value!r}")
+    return amount
+
+
+def build_request(
+    fields: Mapping[str, Any], settle: Iterable[Mapping[str, Any]], release: Iterable[Any]
+) -> CheckRequest:
+    """A validated `CheckRequest` from decoded fields (JSON object or protobuf message values)."""
+    settlements = []
+    for index, entry in enumerate(settle):
+        if index >= MAX_SETTLEMENTS:
+            raise BadCheckRequest(f"settle: at most {MAX_SETTLEMENTS} entries per check")
+        if not isinstance(entry, Mapping):
+            raise BadCheckRequest(f"settle[{index}]: must be an object with span_id and actual_cost_usd")
+        try:
+            settlements.append(
+                Settlement(
+                    span_id=_text(entry, "span_id", required=True),
+                    actual_cost_usd=_money(entry, "actual_cost_usd") or Decimal(0),
+                    reservation_id=_text(entry, "reservation_id"),
+                    reserved_usd=_money(entry, "reserved_usd", optional=True),
+                )
+            )
+        except BadCheckRequest as error:
+            raise BadCheckRequest(f"settle[{index}].{error}") from None
+    releases = []
+    for index, item in enumerate(release):
+        if not isinstance(item, str) or not item:
+            raise BadCheckRequest(f"release[{index}]: must be a reservation id (string)")
+        releases.append(item)
+    step = fields.get("step") or 0
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise BadCheckRequest(f"step: must be an integer >= 0, got {step!r}")
+    span_id = _text(fields, "span_id")
+    estimate = _money(fields, "estimated_cost_usd") or Decimal(0)
+    # A request that only reports finished calls (a flush) needs no run.
+    settling_only = not span_id and not estimate and (settlements or releases)
+    return CheckRequest(
+        run_id=_text(fields, "run_id", required=not settling_only),
+        tenant=_text(fields, "tenant") or DEFAULT_TENANT,
+        feature=_text(fields, "feature"),
+        agent=_text(fields, "agent"),
+        estimated_cost_usd=estimate,
+        span_id=span_id,
+        step=step,
+        settle=tuple(settlements),
+        release=tuple(releases),
+        allowance_usd=_money(fields, "allowance_usd") or Decimal(0),
+    )
+
+
+def answer_fields(answer: CheckAnswer) -> dict[str, Any]:
+    """The answer as JSON-ready values (money as float: this is the edge)."""
+
+    def usd(value: Decimal | None) -> float | None:
+        return None if value is None else float(value)
+
+    return {
+        "decision": answer.decision,
+        "reason": answer.reason,
+        "budget": answer.budget,
+        "run_spent_usd": usd(answer.run_spent_usd),
+        "run_remaining_usd": usd(answer.run_remaining_usd),
+        "window": answer.window,
+        "window_remaining_usd": usd(answer.window_remaining_usd),
+        "reservation_id": answer.reservation_id,
+        "allowance_usd": usd(answer.allowance_usd),
+        "reservation_ttl_seconds": answer.reservation_ttl_seconds,
+        "limit_usd": usd(answer.limit_usd),
+        "committed_usd": usd(answer.committed_usd),
+    }
