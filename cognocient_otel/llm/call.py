@@ -1,0 +1,385 @@
+"""One traced LLM call: span, run attribution, headers, budget guards, usage, cost.
+
+`CallTracer.begin()` runs before the request is sent (inside the HTTP client's `send`): it
+recognises the call, starts the `{operation} {model}` CLIENT span, tags the request, asks the
+guards. The returned `LLMCall` is finished from the answer: at once for a read body, or by the
+stream wrapper when the application has read (or closed) a streamed body.
+
+Nothing here may break the application's call: every step is guarded, a failure is logged once
+per place and the call goes on untraced. The one exception we raise on purpose is
+`BudgetExceeded`, before anything was sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from cognocient_otel import semconv as sc
+from cognocient_otel.budget.guard import BudgetExceeded, BudgetGuard, GuardDecision, PlannedCall
+from cognocient_otel.llm.providers import ProviderResolver
+from cognocient_otel.llm.requests import LLMRequest, match_path, recognise
+from cognocient_otel.llm.usage import ResponseSummary
+from cognocient_otel.pricing import PriceBook, TokenUsage
+from cognocient_otel.runs import RUN_CONTEXT_KEY, Run, _baggage_value
+
+__all__ = ["CallTracer", "LLMCall"]
+
+logger = logging.getLogger(__name__)
+
+_ZERO = Decimal(0)
+_HEADER_RUN_CAPACITY = 4096
+_logged_failures: set[str] = set()
+
+
+def log_failure_once(where: str, exc: BaseException) -> None:
+    """Our own bugs are logged once per place, never raised into the application's call."""
+    if where not in _logged_failures:
+        _logged_failures.add(where)
+        logger.warning(
+            "cognocient_otel: %s failed (%s: %s); the call goes on untraced there",
+            where,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+
+
+class _HeaderRunSteps:
+    """Step counters of runs known only from `X-Cost-Run-ID` headers (no `run()` in the code)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: OrderedDict[str, int] = OrderedDict()
+
+    def next(self, run_id: str) -> int:
+        with self._lock:
+            step = self._counters.pop(run_id, 0) + 1
+            self._counters[run_id] = step
+            if len(self._counters) > _HEADER_RUN_CAPACITY:
+                self._counters.popitem(last=False)
+            return step
+
+
+class CallTracer:
+    """Per-instrumentation settings and the per-call hot path. Shared by all threads."""
+
+    def __init__(
+        self,
+        *,
+        tracer: trace.Tracer,
+        price_book: PriceBook,
+        guards: Sequence[BudgetGuard],
+        inject_headers: bool = True,
+        providers: ProviderResolver | None = None,
+        default_max_output_tokens: int = 1024,
+    ) -> None:
+        self.tracer = tracer
+        self.price_book = price_book
+        self.guards = tuple(guards)
+        self.inject_headers = inject_headers
+        self.providers = providers or ProviderResolver()
+        self.default_max_output_tokens = default_max_output_tokens
+        self._header_steps = _HeaderRunSteps()
+
+    def begin(self, request: Any) -> LLMCall | None:
+        """Before `send`: an `LLMCall` for an LLM request, else None (after propagating the run)."""
+        url = request.url
+        path = url.path
+        if request.method != "POST" or match_path(path) is None:
+            self._propagate_run(request)
+            return None
+        try:
+            content = request.content
+        except Exception:  # a streaming request body: not an LLM API call we can read
+            return None
+        llm_request = recognise(request.method, path, content)
+        if llm_request is None:
+            self._propagate_run(request)
+            return None
+        return self._start(request, llm_request, url)
+
+    def _propagate_run(self, request: Any) -> None:
+        """Inside a run, carry W3C trace context and baggage to the service called (a sub-agent)."""
+        try:
+            ctx = context.get_current()
+            if (
+                context.get_value(RUN_CONTEXT_KEY, ctx) is None
+                and _baggage_value(sc.BAGGAGE_RUN_ID, ctx) is None
+            ):
+                return
+            if "traceparent" not in request.headers:
+                propagate.inject(request.headers, context=ctx)
+        except Exception as exc:
+            log_failure_once("propagating the run to an HTTP request", exc)
+
+    def _start(self, request: Any, llm_request: LLMRequest, url: Any) -> LLMCall:
+        headers = request.headers
+        run: Run | None = context.get_value(RUN_CONTEXT_KEY)  # type: ignore[assignment]
+        header_run_id = headers.get(sc.HEADER_RUN_ID_LOWER)
+        header_feature = headers.get(sc.HEADER_FEATURE_LOWER)
+        if run is not None:
+            run_id: str | None = run.id
+            feature = run.feature
+            agent: str | None = run.agent
+        else:
+            run_id = header_run_id or _baggage_value(sc.BAGGAGE_RUN_ID)
+            feature = header_feature or (_baggage_value(sc.BAGGAGE_FEATURE) if run_id else None)
+            agent = None
+        known_provider = self.providers.resolve(url.host, url.port)
+        provider = known_provider or llm_request.api_family
+        model = llm_request.model
+        attributes: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: llm_request.operation,
+            sc.GEN_AI_PROVIDER_NAME: provider,
+            sc.GEN_AI_REQUEST_MODEL: model,
+            sc.SERVER_ADDRESS: url.host,
+        }
+        if url.port is not None:
+            attributes[sc.SERVER_PORT] = url.port
+        if llm_request.max_output_tokens is not None:
+            attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = llm_request.max_output_tokens
+        if llm_request.stream:
+            attributes[sc.GEN_AI_REQUEST_STREAM] = True
+        if run is None and header_run_id:
+            # Attributed by the caller's own header: the span processor knows no run here.
+            attributes[sc.COGNOCIENT_RUN_ID] = header_run_id
+        if feature:
+            attributes[sc.COGNOCIENT_FEATURE] = feature
+        if run is not None:
+            attributes[sc.COGNOCIENT_STEP] = run.next_step()
+        elif run_id:
+            attributes[sc.COGNOCIENT_STEP] = self._header_steps.next(run_id)
+        span = self.tracer.start_span(
+            f"{llm_request.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
+        )
+        if span.is_recording():
+            span.set_attribute(sc.COGNOCIENT_REQUEST_FINGERPRINT, llm_request.fingerprint())
+        if self.inject_headers and run_id:
+            if header_run_id is None:
+                headers[sc.HEADER_RUN_ID] = run_id
+            if feature and header_feature is None:
+                headers[sc.HEADER_FEATURE] = feature
+        call = LLMCall(self, span, llm_request, provider if known_provider else None, run)
+        call.plan(run_id=run_id, feature=feature, agent=agent, provider=provider)
+        return call
+
+
+class LLMCall:
+    """A call in flight. `finish()` is idempotent and never raises."""
+
+    __slots__ = (
+        "_done",
+        "_passed_guards",
+        "context",
+        "planned",
+        "pricing_provider",
+        "request",
+        "run",
+        "span",
+        "tracer",
+    )
+
+    def __init__(
+        self,
+        tracer: CallTracer,
+        span: trace.Span,
+        request: LLMRequest,
+        pricing_provider: str | None,
+        run: Run | None,
+    ) -> None:
+        self.tracer = tracer
+        self.span = span
+        self.request = request
+        self.pricing_provider = pricing_provider
+        self.run = run
+        self.context = trace.set_span_in_context(span)
+        self.planned: PlannedCall | None = None
+        self._passed_guards: list[BudgetGuard] = []
+        self._done = False
+
+    # --- before sending -----------------------------------------------------------------------
+    def plan(self, *, run_id: str | None, feature: str | None, agent: str | None, provider: str) -> None:
+        """Estimate the call and ask every guard; raises `BudgetExceeded` if one blocks it."""
+        tracer = self.tracer
+        request = self.request
+        input_estimate = request.estimated_input_tokens()
+        output_estimate = (
+            0
+            if request.operation == sc.OPERATION_EMBEDDINGS
+            else (request.max_output_tokens or tracer.default_max_output_tokens)
+        )
+        estimate = tracer.price_book.cost(
+            model=request.model,
+            usage=TokenUsage(input_tokens=input_estimate, output_tokens=output_estimate),
+            provider=self.pricing_provider,
+        ).usd
+        span_context = self.span.get_span_context()
+        self.planned = planned = PlannedCall(
+            run_id=run_id,
+            feature=feature,
+            agent=agent,
+            span_id=f"{span_context.span_id:016x}",
+            model=request.model,
+            provider=provider,
+            operation=request.operation,
+            estimated_input_tokens=input_estimate,
+            estimated_output_tokens=output_estimate,
+            estimated_cost_usd=estimate,
+            run=self.run,
+        )
+        for guard in tracer.guards:
+            try:
+                decision = guard.before_call(planned)
+            except BudgetExceeded as exceeded:
+                decision = GuardDecision(
+                    kind="block",
+                    limit_usd=exceeded.limit_usd,
+                    spent_usd=exceeded.spent_usd,
+                    reason=exceeded.reason,
+                )
+            except Exception as exc:
+                log_failure_once(f"budget guard {type(guard).__name__}.before_call", exc)
+                continue
+            if decision.kind == "block":
+                self._refuse(guard, decision)
+            self._passed_guards.append(guard)
+            if decision.kind == "warn":
+                self._record_budget_event(guard, decision, sc.BUDGET_DECISION_WARNED)
+
+    def _record_budget_event(self, guard: BudgetGuard, decision: GuardDecision, outcome: str) -> None:
+        span = self.span
+        if not span.is_recording():
+            return
+        planned = self.planned
+        span.set_attribute(sc.COGNOCIENT_BUDGET_DECISION, outcome)
+        event: dict[str, Any] = {
+            sc.BUDGET_EVENT_GUARD: getattr(guard, "name", type(guard).__name__),
+            sc.BUDGET_EVENT_ESTIMATE_USD: float(planned.estimated_cost_usd) if planned else 0.0,
+        }
+        if decision.limit_usd is not None:
+            event[sc.BUDGET_EVENT_LIMIT_USD] = float(decision.limit_usd)
+        if decision.spent_usd is not None:
+            event[sc.BUDGET_EVENT_SPENT_USD] = float(decision.spent_usd)
+        span.add_event(sc.BUDGET_EXCEEDED_EVENT, event)
+
+    def _refuse(self, guard: BudgetGuard, decision: GuardDecision) -> None:
+        planned = self.planned
+        assert planned is not None
+        exceeded = BudgetExceeded(
+            run_id=planned.run_id,
+            limit_usd=decision.limit_usd if decision.limit_usd is not None else _ZERO,
+            spent_usd=decision.spent_usd if decision.spent_usd is not None else _ZERO,
+            estimate_usd=planned.estimated_cost_usd,
+            reason=decision.reason,
+        )
+        span = self.span
+        try:
+            self._record_budget_event(guard, decision, sc.BUDGET_DECISION_BLOCKED)
+            if span.is_recording():
+                span.set_attribute(sc.ERROR_TYPE, "BudgetExceeded")
+                span.set_attribute(sc.COGNOCIENT_COST_USD, 0.0)
+                span.set_attribute(sc.COGNOCIENT_COST_SOURCE, sc.COST_SOURCE_PRICE_TABLE)
+                span.set_status(Status(StatusCode.ERROR, str(exceeded)))
+        finally:
+            self._done = True
+            self._settle(_ZERO)
+            span.end()
+        raise exceeded
+
+    # --- after the answer ---------------------------------------------------------------------
+    def fail(self, exc: BaseException) -> None:
+        """The request raised (connection error, timeout, cancellation): nothing to cost."""
+        if self._done:
+            return
+        self._done = True
+        span = self.span
+        try:
+            if span.is_recording():
+                span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                span.record_exception(exc)
+        except Exception as own:
+            log_failure_once("recording a failed LLM request", own)
+        finally:
+            self._settle(_ZERO)
+            span.end()
+
+    def finish(self, summary: ResponseSummary | None, *, status_code: int, streamed: bool) -> None:
+        """Record the answer and its cost, settle the guards, end the span."""
+        if self._done:
+            return
+        self._done = True
+        actual = _ZERO
+        span = self.span
+        try:
+            actual = self._record(summary, status_code=status_code, streamed=streamed)
+        except Exception as exc:
+            log_failure_once("recording an LLM answer", exc)
+        finally:
+            self._settle(actual)
+            span.end()
+
+    def _record(self, summary: ResponseSummary | None, *, status_code: int, streamed: bool) -> Decimal:
+        span = self.span
+        planned = self.planned
+        estimate = planned.estimated_cost_usd if planned is not None else _ZERO
+        if status_code >= 400:
+            if span.is_recording():
+                span.set_attribute(sc.ERROR_TYPE, str(status_code))
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
+            return _ZERO
+        if summary is None:
+            summary = ResponseSummary()
+        request = self.request
+        model = summary.response_model or request.model
+        usage = summary.token_usage()
+        if summary.provider_cost_usd is not None:
+            cost, source = summary.provider_cost_usd, sc.COST_SOURCE_PROVIDER
+        else:
+            priced = self.tracer.price_book.cost(model=model, usage=usage, provider=self.pricing_provider)
+            cost, source = priced.usd, priced.source
+        if span.is_recording():
+            if summary.response_model:
+                span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, summary.response_model)
+            if summary.response_id:
+                span.set_attribute(sc.GEN_AI_RESPONSE_ID, summary.response_id)
+            if summary.finish_reasons:
+                span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, summary.finish_reasons)
+            usage = usage.consistent()
+            span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
+            span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
+            if usage.cache_read_tokens:
+                span.set_attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens)
+            if usage.cache_write_tokens:
+                span.set_attribute(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_write_tokens)
+            if usage.reasoning_tokens:
+                span.set_attribute(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens)
+            span.set_attribute(sc.COGNOCIENT_COST_USD, float(cost))
+            span.set_attribute(sc.COGNOCIENT_COST_SOURCE, source)
+            span.set_attribute(sc.COGNOCIENT_USAGE_COMPLETE, summary.usage_complete)
+            if summary.error_type:
+                span.set_attribute(sc.ERROR_TYPE, summary.error_type)
+                span.set_status(Status(StatusCode.ERROR, summary.error_type))
+        if not summary.usage_complete:
+            # Usage unknown (stream cut short): settle at least the reservation, never less.
+            return max(cost, estimate)
+        return cost
+
+    def _settle(self, actual: Decimal) -> None:
+        planned = self.planned
+        if planned is None:
+            return
+        for guard in self._passed_guards:
+            try:
+                guard.after_call(planned, actual)
+            except Exception as exc:
+                log_failure_once(f"budget guard {type(guard).__name__}.after_call", exc)
+        self._passed_guards = []

@@ -1,0 +1,304 @@
+"""Reading what an LLM API answered (model, id, finish reasons, token usage) from JSON or SSE.
+
+Token counts are normalised to the OpenTelemetry GenAI convention: input includes cache reads
+and writes (Anthropic reports them apart, so they are added), output includes reasoning.
+The SSE reader is incremental and parses only the events that carry what we need: the first
+chunk (model, id), the chunk with `usage`, and the terminal events.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from cognocient_otel.llm import requests as api_ids
+from cognocient_otel.pricing import TokenUsage
+
+__all__ = ["JsonBodyReader", "ResponseSummary", "SseReader"]
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
+_RESPONSES_TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
+_ANTHROPIC_RELEVANT = {b"message_start", b"message_delta", b"error"}
+# A non-SSE body read through a wrapped stream is kept for parsing up to this size.
+_MAX_BUFFERED_BODY = 8 * 1024 * 1024
+
+
+def _int(mapping: Any, key: str) -> int:
+    if isinstance(mapping, dict):
+        value = mapping.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+class ResponseSummary:
+    """What is known about an answer so far. `usage_complete` turns True once the provider's
+    final usage has been read; `error_type` is set when the body reports an error."""
+
+    __slots__ = (
+        "cache_creation_tokens",
+        "cache_read_tokens",
+        "error_type",
+        "finish_reasons",
+        "input_tokens",
+        "output_tokens",
+        "provider_cost_usd",
+        "reasoning_tokens",
+        "response_id",
+        "response_model",
+        "usage_complete",
+    )
+
+    def __init__(self) -> None:
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.finish_reasons: list[str] = []
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cache_read_tokens = 0
+        self.cache_creation_tokens = 0
+        self.reasoning_tokens = 0
+        self.provider_cost_usd: Decimal | None = None
+        self.usage_complete = False
+        self.error_type: str | None = None
+
+    def token_usage(self) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_creation_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
+
+    # --- one whole JSON answer ----------------------------------------------------------------
+    def read_body(self, api: str, body: Any) -> None:
+        if not isinstance(body, dict):
+            return
+        if api == api_ids.API_ANTHROPIC_MESSAGES:
+            self._read_anthropic_message(body)
+            self._read_anthropic_usage(body.get("usage"))
+            stop = body.get("stop_reason")
+            if isinstance(stop, str):
+                self.finish_reasons = [stop]
+            self.usage_complete = "usage" in body
+            return
+        self._read_identity(body)
+        usage = body.get("usage")
+        if api == api_ids.API_OPENAI_RESPONSES:
+            self._read_responses_usage(usage)
+            status = body.get("status")
+            if isinstance(status, str) and status != "completed":
+                self.finish_reasons = [status]
+        else:
+            self._read_openai_usage(usage)
+            self._read_choices(body.get("choices"))
+        self.usage_complete = isinstance(usage, dict)
+
+    def _read_identity(self, body: dict[str, Any]) -> None:
+        model = body.get("model")
+        if isinstance(model, str) and model:
+            self.response_model = model
+        response_id = body.get("id")
+        if isinstance(response_id, str) and self.response_id is None:
+            self.response_id = response_id
+
+    def _read_choices(self, choices: Any) -> None:
+        if isinstance(choices, list):
+            reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict)]
+            reasons = [r for r in reasons if isinstance(r, str)]
+            if reasons:
+                self.finish_reasons = reasons
+
+    def _read_openai_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        self.input_tokens = _int(usage, "prompt_tokens")
+        self.output_tokens = _int(usage, "completion_tokens")
+        self.cache_read_tokens = _int(usage.get("prompt_tokens_details"), "cached_tokens")
+        self.reasoning_tokens = _int(usage.get("completion_tokens_details"), "reasoning_tokens")
+        self._read_provider_cost(usage)
+
+    def _read_responses_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        self.input_tokens = _int(usage, "input_tokens")
+        self.output_tokens = _int(usage, "output_tokens")
+        self.cache_read_tokens = _int(usage.get("input_tokens_details"), "cached_tokens")
+        self.reasoning_tokens = _int(usage.get("output_tokens_details"), "reasoning_tokens")
+        self._read_provider_cost(usage)
+
+    def _read_provider_cost(self, usage: dict[str, Any]) -> None:
+        # OpenAI-compatible gateways (OpenRouter, LiteLLM) report what they billed as usage.cost.
+        cost = usage.get("cost")
+        if isinstance(cost, (int, float, str)) and not isinstance(cost, bool):
+            try:
+                value = Decimal(str(cost))
+            except ArithmeticError:
+                return
+            if value.is_finite() and value >= 0:
+                self.provider_cost_usd = value
+
+    def _read_anthropic_message(self, message: dict[str, Any]) -> None:
+        self._read_identity(message)
+
+    def _read_anthropic_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        # Streams repeat fields in message_delta (cumulative): keep what each event reports.
+        if "cache_read_input_tokens" in usage:
+            self.cache_read_tokens = _int(usage, "cache_read_input_tokens")
+        if "cache_creation_input_tokens" in usage:
+            self.cache_creation_tokens = _int(usage, "cache_creation_input_tokens")
+        if "input_tokens" in usage:
+            uncached = _int(usage, "input_tokens")
+            self.input_tokens = uncached + self.cache_read_tokens + self.cache_creation_tokens
+        if "output_tokens" in usage:
+            self.output_tokens = _int(usage, "output_tokens")
+
+
+class SseReader:
+    """Feeds on raw SSE bytes as the application reads them and fills a `ResponseSummary`."""
+
+    __slots__ = ("_api", "_buffer", "_seen_first", "summary")
+
+    def __init__(self, api: str, summary: ResponseSummary) -> None:
+        self._api = api
+        self._buffer = b""
+        self._seen_first = False
+        self.summary = summary
+
+    def feed(self, chunk: bytes) -> None:
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        buffer = self._buffer + chunk if self._buffer else chunk
+        start = 0
+        while True:
+            end = buffer.find(b"\n\n", start)
+            if end < 0:
+                break
+            self._event(buffer[start:end])
+            start = end + 2
+        self._buffer = buffer[start:]
+
+    def _event(self, block: bytes) -> None:
+        event_name = None
+        data_lines = []
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                data_lines.append(line[5:].lstrip(b" "))
+            elif line.startswith(b"event:"):
+                event_name = line[6:].strip()
+        if not data_lines:
+            return
+        data = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
+        if data == b"[DONE]":
+            return
+        api = self._api
+        if api == api_ids.API_ANTHROPIC_MESSAGES:
+            self._anthropic_event(event_name, data)
+        elif api == api_ids.API_OPENAI_RESPONSES:
+            self._responses_event(event_name, data)
+        else:
+            self._chat_event(data)
+
+    def _chat_event(self, data: bytes) -> None:
+        summary = self.summary
+        has_usage = _USAGE_OBJECT.search(data) is not None
+        if self._seen_first and not has_usage and _FINISH_REASON.search(data) is None:
+            return
+        payload = _loads(data)
+        if payload is None:
+            return
+        if not self._seen_first:
+            self._seen_first = True
+            summary._read_identity(payload)
+        if "error" in payload and isinstance(payload["error"], dict):
+            summary.error_type = str(payload["error"].get("type") or "stream_error")
+        summary._read_choices(payload.get("choices"))
+        if has_usage:
+            summary._read_openai_usage(payload.get("usage"))
+            summary.usage_complete = True
+
+    def _responses_event(self, event_name: bytes | None, data: bytes) -> None:
+        summary = self.summary
+        first = not self._seen_first
+        terminal = any(marker in data[:80] for marker in _RESPONSES_TERMINAL)
+        is_error = event_name == b"error" or data.startswith(b'{"type":"error"')
+        if not (first or terminal or is_error):
+            return
+        payload = _loads(data)
+        if payload is None:
+            return
+        self._seen_first = True
+        if is_error:
+            summary.error_type = str(payload.get("code") or payload.get("type") or "stream_error")
+            return
+        response = payload.get("response")
+        if isinstance(response, dict):
+            summary._read_identity(response)
+            if terminal:
+                summary._read_responses_usage(response.get("usage"))
+                summary.usage_complete = isinstance(response.get("usage"), dict)
+                status = response.get("status")
+                if isinstance(status, str) and status != "completed":
+                    summary.finish_reasons = [status]
+
+    def _anthropic_event(self, event_name: bytes | None, data: bytes) -> None:
+        if event_name is not None and event_name not in _ANTHROPIC_RELEVANT:
+            return
+        payload = _loads(data)
+        if payload is None:
+            return
+        kind = payload.get("type")
+        summary = self.summary
+        if kind == "message_start":
+            message = payload.get("message")
+            if isinstance(message, dict):
+                summary._read_anthropic_message(message)
+                summary._read_anthropic_usage(message.get("usage"))
+        elif kind == "message_delta":
+            summary._read_anthropic_usage(payload.get("usage"))
+            delta = payload.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                summary.finish_reasons = [delta["stop_reason"]]
+            summary.usage_complete = True
+        elif kind == "error":
+            error = payload.get("error")
+            summary.error_type = str(error.get("type") if isinstance(error, dict) else "stream_error")
+
+
+class JsonBodyReader:
+    """Collects a JSON body read through a wrapped stream and reads it when the stream ends."""
+
+    __slots__ = ("_api", "_chunks", "_size", "summary")
+
+    def __init__(self, api: str, summary: ResponseSummary) -> None:
+        self._api = api
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.summary = summary
+
+    def feed(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= _MAX_BUFFERED_BODY:
+            self._chunks.append(chunk)
+
+    def finish(self) -> None:
+        if self._size > _MAX_BUFFERED_BODY or not self._chunks:
+            return
+        payload = _loads(b"".join(self._chunks))
+        self._chunks = []
+        if payload is not None:
+            self.summary.read_body(self._api, payload)
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
