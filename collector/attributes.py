@@ -1,52 +1,54 @@
-"""Attribute names the collector reads, as DESIGN.md's wire contract spells them.
-
-Kept here, one name per constant, because the instrumentation's `cognocient_otel/semconv.py` did not
-exist yet when the collector was written; the names are the same strings. Values of
-`gen_ai.operation.name` that make a span an inference (LLM) span are in `INFERENCE_OPERATIONS`.
+"""Attribute names the collector reads: those of the wire contract come from
+`cognocient_otel/semconv.py`; the few the instrumentation never writes but other GenAI
+instrumentations do are declared here.
 """
 
 from __future__ import annotations
 
-# OpenTelemetry GenAI semantic conventions.
-GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
-GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
-GEN_AI_SYSTEM = "gen_ai.system"  # the older name of gen_ai.provider.name
-GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
-GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
-GEN_AI_AGENT_NAME = "gen_ai.agent.name"
-GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
-GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
-GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"  # pre-1.27 name, still sent by some
-GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"  # pre-1.27 name
-GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
-GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
-GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
-GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
-GEN_AI_USAGE_COST = "gen_ai.usage.cost"
-GEN_AI_USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"
-GEN_AI_USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
+from cognocient_otel.semconv import (  # noqa: F401  (re-exported for the decoder)
+    COGNOCIENT_BUDGET_DECISION,
+    COGNOCIENT_COST_SOURCE,
+    COGNOCIENT_COST_USD,
+    COGNOCIENT_FEATURE,
+    COGNOCIENT_REQUEST_FINGERPRINT,
+    COGNOCIENT_RUN_ID,
+    COGNOCIENT_STEP,
+    ERROR_TYPE,
+    GEN_AI_AGENT_NAME,
+    GEN_AI_CONVERSATION_ID,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_SYSTEM,
+    GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+    GEN_AI_USAGE_COST,
+    GEN_AI_USAGE_COST_AMOUNT,
+    GEN_AI_USAGE_COST_CURRENCY,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    HEADER_FEATURE_LOWER,
+    HEADER_RUN_ID_LOWER,
+    LLM_OPERATIONS,
+    OPERATION_EXECUTE_TOOL,
+    OPERATION_INVOKE_AGENT,
+    SERVER_ADDRESS,
+)
+
+INFERENCE_OPERATIONS = LLM_OPERATIONS
+
+# Multi-tenant deployments put the tenant on the resource (or the span).
+COGNOCIENT_TENANT = "cognocient.tenant"
+# Pre-1.27 GenAI names, still sent by some instrumentations (OpenLLMetry, OpenLIT versions).
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
-ERROR_TYPE = "error.type"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
-SERVER_ADDRESS = "server.address"
-
-# Our namespace (DESIGN.md).
-COGNOCIENT_TENANT = "cognocient.tenant"
-COGNOCIENT_RUN_ID = "cognocient.run.id"
-COGNOCIENT_FEATURE = "cognocient.feature"
-COGNOCIENT_COST_USD = "cognocient.cost.usd"
-COGNOCIENT_COST_SOURCE = "cognocient.cost.source"
-COGNOCIENT_STEP = "cognocient.step"
-COGNOCIENT_REQUEST_FINGERPRINT = "cognocient.request.fingerprint"
-COGNOCIENT_BUDGET_DECISION = "cognocient.budget.decision"
-
 # The run id captured from the outgoing `X-Cost-Run-ID` header by HTTP instrumentations that record
-# request headers (`http.request.header.<lower-case name>`, a string array).
-HTTP_REQUEST_HEADER_RUN_ID = "http.request.header.x-cost-run-id"
-HTTP_REQUEST_HEADER_FEATURE = "http.request.header.x-cost-feature"
-
-OPERATION_INVOKE_AGENT = "invoke_agent"
-OPERATION_EXECUTE_TOOL = "execute_tool"
-INFERENCE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+# request headers (OpenTelemetry's `http.request.header.<lower-case name>`, a string array).
+HTTP_REQUEST_HEADER_RUN_ID = f"http.request.header.{HEADER_RUN_ID_LOWER}"
+HTTP_REQUEST_HEADER_FEATURE = f"http.request.header.{HEADER_FEATURE_LOWER}"

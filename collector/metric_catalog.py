@@ -139,6 +139,10 @@ PROCESSING_SECONDS = MetricSpec(
 STORE_COMMIT_SECONDS = MetricSpec(
     "cognocient_collector_store_commit_seconds", "histogram", "seconds",
     "Time to commit one batch to the store.", (), LATENCY_BUCKETS_SECONDS)
+STAGE_SPANS = MetricSpec(
+    "cognocient_collector_stage_spans", "counter", "",
+    "Spans into (direction=in) and out of (direction=out) each pipeline stage; the dedup stage's "
+    "difference is the duplicates.", ("stage", "direction"))
 QUEUE_DEPTH = MetricSpec(
     "cognocient_collector_queue_depth", "gauge", "",
     "Export batches waiting to be processed.")

@@ -43,9 +43,9 @@ SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
--- One row per (trace id, span id) ever counted: 16 + 8 id bytes, and the unix day it arrived
--- (for retention). WITHOUT ROWID keeps it a single B-tree keyed by the ids.
-CREATE TABLE IF NOT EXISTS spans_seen (k BLOB PRIMARY KEY, day INTEGER NOT NULL) WITHOUT ROWID;
+-- One row per (trace id, span id) counted: 16 + 8 id bytes, and the microsecond stamp of the batch
+-- that counted it (dedup and retention). WITHOUT ROWID keeps it a single B-tree keyed by the ids.
+CREATE TABLE IF NOT EXISTS spans_seen (k BLOB PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     tenant TEXT NOT NULL,
     run_id TEXT NOT NULL,
