@@ -195,3 +195,30 @@ def test_concurrent_checks_cannot_both_take_the_last_dollar(make_store, clock):
         thread.join(timeout=60)
     assert len(results) == 48
     assert results.count("allow") == 14  # floor(1 / 0.07): never one more
+
+
+def test_two_processes_share_the_sqlite_ledger_atomically(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from collector.budgets.sqlite_store import SqliteLedgerStore
+
+    path = tmp_path / "shared.db"
+    SqliteLedgerStore(path).close()  # create the schema once
+    root = Path(__file__).resolve().parents[2]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.budgets.ledger_worker", str(path), name, "40"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("p1", "p2")
+    ]
+    allowed = [int(worker.communicate(timeout=60)[0]) for worker in workers]
+    # 80 calls of $0.03 against $1.00 a month: exactly 33 fit, however the two processes interleave.
+    # The run both processes share is held to its $0.50 (16 calls) as one run.
+    assert sum(allowed) == 33
+    ledger = Ledger(SqliteLedgerStore(path), [])
+    assert ledger.store.run(lambda txn: txn.reserved("run//shared-run", 0), now=0) == D("0.48")
