@@ -9,12 +9,12 @@ from decimal import Decimal as D
 
 import pytest
 
+from cognocient_otel.budget.guard import PlannedCall
+from cognocient_otel.budget_client import BudgetClient, RemoteBudgetGuard
 from collector.budgets.config import parse_budgets
 from collector.budgets.ledger import Ledger
 from collector.budgets.service import BudgetChecker
 from collector.budgets.sqlite_store import SqliteLedgerStore
-from cognocient_otel.budget.guard import PlannedCall
-from cognocient_otel.budget_client import BudgetClient, RemoteBudgetGuard
 
 from .servers import BudgetGrpcServer
 
