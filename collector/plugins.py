@@ -28,4 +28,7 @@ def installed_plugins() -> list[Plugin]:
     plugins: list[Plugin] = []
     # One line per part, e.g.:
     # from collector.waste.plugin import install as install_waste; plugins.append(install_waste)
+    from collector.budgets.plugin import install as install_budgets
+
+    plugins.append(install_budgets)
     return plugins

@@ -16,7 +16,7 @@ from collector import metric_catalog as catalog
 from .ledger import Ledger
 from .service import BudgetCounters
 
-__all__ = ["BudgetMetricsCollector"]
+__all__ = ["BudgetMetricsCollector", "describe_families"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,17 @@ def _counter(spec: catalog.MetricSpec) -> CounterMetricFamily:
     return CounterMetricFamily(spec.name, spec.help, labels=list(spec.labels))
 
 
+def describe_families() -> list[Metric]:
+    return [
+        _gauge(catalog.BUDGET_LIMIT),
+        _gauge(catalog.BUDGET_SPEND),
+        _gauge(catalog.BUDGET_PER_RUN_LIMIT),
+        _counter(catalog.BUDGET_DECISIONS),
+        _counter(catalog.BUDGET_BLOCKED_CALLS),
+        _counter(catalog.BUDGET_BLOCKED_RUNS),
+    ]
+
+
 class BudgetMetricsCollector:
     def __init__(self, ledger: Ledger, counters: BudgetCounters) -> None:
         self.ledger = ledger
@@ -36,14 +47,7 @@ class BudgetMetricsCollector:
 
     def describe(self) -> list[Metric]:
         # Without describe() the registry would call collect() at registration, touching the store.
-        return [
-            _gauge(catalog.BUDGET_LIMIT),
-            _gauge(catalog.BUDGET_SPEND),
-            _gauge(catalog.BUDGET_PER_RUN_LIMIT),
-            _counter(catalog.BUDGET_DECISIONS),
-            _counter(catalog.BUDGET_BLOCKED_CALLS),
-            _counter(catalog.BUDGET_BLOCKED_RUNS),
-        ]
+        return describe_families()
 
     def collect(self) -> Iterator[Metric]:
         limit, spend, per_run = (
