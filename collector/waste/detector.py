@@ -9,6 +9,7 @@ Both are pure functions of the state and the spans, apart from price and context
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from cognocient_otel.pricing import PriceBook, TokenUsage
@@ -19,7 +20,7 @@ from collector.waste.context_windows import ContextWindows
 from collector.waste.flags import CONTEXT_BLOAT, LOOP, RETRY_STORM, WasteFlag
 from collector.waste.loop import detect_loop
 from collector.waste.retry_storm import detect_retry_storm
-from collector.waste.state import CallEntry, RunWasteState, ToolEntry
+from collector.waste.state import CallEntry, Entry, RunWasteState, ToolEntry
 from collector.waste.timeline import Timeline
 
 __all__ = ["WasteDetector", "failure_of"]
@@ -27,6 +28,20 @@ __all__ = ["WasteDetector", "failure_of"]
 _EXECUTE_TOOL = "execute_tool"
 _BLOCKED = "blocked"
 _ERROR_STATUS = 2  # OTLP Status.STATUS_CODE_ERROR
+
+
+def _affected(added: Iterable[Entry]) -> set[str]:
+    kinds: set[str] = set()
+    for entry in added:
+        if isinstance(entry, ToolEntry):
+            kinds.add(LOOP)
+            continue
+        kinds.add(CONTEXT_BLOAT)  # any call can move the growth series or settle a missing step
+        if entry.error_type is not None:
+            kinds.add(RETRY_STORM)
+        elif entry.fingerprint is not None:
+            kinds.add(LOOP)
+    return kinds
 
 
 def failure_of(record: SpanRecord) -> str | None:
@@ -61,18 +76,37 @@ class WasteDetector:
         """Whether some enabled detector has yet to flag this run."""
         return bool(self.enabled_kinds - state.raised)
 
-    def record(self, state: RunWasteState, record: SpanRecord) -> None:
-        """Keep what the detectors need from `record` (a span of the state's run)."""
-        if not self.wants(state):
-            return
-        if record.is_llm:
-            self._record_call(state, record)
-        elif record.operation == _EXECUTE_TOOL and LOOP in self.enabled_kinds - state.raised:
-            self._record_tool(state, record)
+    def record(self, state: RunWasteState, record: SpanRecord) -> Entry | None:
+        """Keep what the detectors need from `record` (a span of the state's run).
 
-    def evaluate(self, state: RunWasteState) -> list[WasteFlag]:
-        """New flags for the run (at most one per kind, ever); marks them raised in `state`."""
+        Returns the entry added to `state` (to be stored), None when the span is of no interest.
+        """
         pending = self.enabled_kinds - state.raised
+        if not pending:
+            return None
+        entry: Entry | None = None
+        if record.is_llm:
+            entry = self._call_entry(state, record, pending)
+            if entry is not None:
+                state.add(entry)
+        elif record.operation == _EXECUTE_TOOL and LOOP in pending:
+            entry = self._tool_entry(state, record)
+            if entry is not None:
+                state.add(entry)
+        return entry
+
+    def evaluate(self, state: RunWasteState, *, added: Iterable[Entry] | None = None) -> list[WasteFlag]:
+        """New flags for the run (at most one per kind, ever); marks them raised in `state`.
+
+        With `added` (the entries `record()` returned since the last evaluation), only the
+        detectors those entries can affect run: a retry storm needs a new failure, a loop a new
+        repeatable call or tool call.
+        """
+        pending = self.enabled_kinds - state.raised
+        if added is not None:
+            pending &= _affected(added)
+            if LOOP in pending and not self._may_repeat(state, added):
+                pending = pending - {LOOP}
         if not pending:
             return []
         timeline = Timeline(state.calls)
@@ -87,43 +121,55 @@ class WasteDetector:
         flags = sorted((flag for flag in found if flag is not None), key=lambda flag: flag.start_ns)
         for flag in flags:
             state.raised.add(flag.kind)
-        if flags:
-            state.compact(enabled_kinds=self.enabled_kinds)
+        if flags and not self.wants(state):
+            state.clear()
         return flags
 
-    def _record_call(self, state: RunWasteState, record: SpanRecord) -> None:
+    def _may_repeat(self, state: RunWasteState, added: Iterable[Entry]) -> bool:
+        """Whether an added call or tool call has been seen `repeats` times: only then is a loop new."""
+        repeats = self.config.loop.repeats
+        for entry in added:
+            if isinstance(entry, ToolEntry):
+                key = entry.key
+            elif entry.fingerprint and entry.error_type is None:
+                key = entry.fingerprint
+            else:
+                continue
+            if state.repeat_count(key) >= repeats:
+                return True
+        return False
+
+    def _call_entry(
+        self, state: RunWasteState, record: SpanRecord, pending: frozenset[str]
+    ) -> CallEntry | None:
         if len(state.calls) >= self.config.max_tracked_calls:
             state.truncated = True
-            return
+            return None
         if record.budget_decision == _BLOCKED:
             # Refused before it was sent: no tokens, no repeat, no failure; only its step number,
             # which the timeline needs so as not to wait for it as a missing step.
-            state.calls.append(CallEntry(step=record.step, start_ns=record.start_ns))
-            return
-        pending = self.enabled_kinds - state.raised
-        error_type = failure_of(record)
+            return CallEntry(step=record.step, start_ns=record.start_ns)
         # An embeddings input is a document, not the conversation's context.
         bloat_pending = (CONTEXT_BLOAT in pending and record.input_tokens > 0
                          and record.operation != "embeddings")
-        state.calls.append(CallEntry(
+        return CallEntry(
             step=record.step,
             start_ns=record.start_ns,
             input_tokens=record.input_tokens if bloat_pending else 0,
             input_usd=self._input_cost(record) if bloat_pending else None,
             cost_usd=record.cost_usd if record.cost_usd is not None else Decimal(0),
-            error_type=error_type,
+            error_type=failure_of(record),
             fingerprint=record.fingerprint if LOOP in pending else None,
             context_window=self._window(record) if bloat_pending else None,
-        ))
+        )
 
-    def _record_tool(self, state: RunWasteState, record: SpanRecord) -> None:
+    def _tool_entry(self, state: RunWasteState, record: SpanRecord) -> ToolEntry | None:
         if not self.config.loop.tools or not record.tool_name or not record.tool_args_hash:
-            return  # without the arguments, "the same call again" cannot be told from a new one
+            return None  # without the arguments, "the same call again" cannot be told from a new one
         if len(state.tools) >= self.config.max_tracked_calls:
             state.truncated = True
-            return
-        key = f"{record.tool_name}\x00{record.tool_args_hash}"
-        state.tools.append(ToolEntry(record.start_ns, key, record.tool_name))
+            return None
+        return ToolEntry(record.start_ns, f"{record.tool_name}\x00{record.tool_args_hash}", record.tool_name)
 
     def _input_cost(self, record: SpanRecord) -> Decimal | None:
         usage = TokenUsage(

@@ -1,11 +1,11 @@
 """The pipeline stage that runs the waste detectors: after rollup, inside the batch's transaction.
 
-For each run a batch touches, the stage reads the run's detector state from its own table
-(`waste_state`, in the collector's store), adds the batch's spans, evaluates, writes the state
-back and adds new flags to the run's rollup with `uow.add_waste_flag`; all of it in the batch's
-transaction, so the state, the flags and the rollup commit together or not at all, and a restart
-resumes exactly where the last acknowledged batch left off. The state is read through the
-transaction's own connection, so batches grouped into one transaction see each other's writes.
+For each run a batch touches, the stage takes the run's detector state (from memory, or from its
+own table `waste_entries` in the collector's store after a restart), adds the batch's spans,
+evaluates, appends the new entries to the table and adds new flags to the run's rollup with
+`uow.add_waste_flag`; all of it in the batch's transaction, so the state, the flags and the
+rollup commit together or not at all, and a restart resumes exactly where the last acknowledged
+batch left off. The in-memory copy of a run's state changes only after its transaction commits.
 
 A span is already committed (and its trace exported) when the collector sees it, so a flag cannot
 be added to the span; it shows in the runs API (`waste_flags`, `GET /v1/runs?flag=loop`) and in
@@ -19,6 +19,7 @@ flag's step, and the budget check refuses the run's next call, as for a run over
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -37,21 +38,24 @@ __all__ = ["SCHEMA", "LoopBlocker", "WasteStage", "loop_blockers_from"]
 logger = logging.getLogger(__name__)
 
 SCHEMA = """
--- The waste detectors' state of each run (collector/waste/state.py), JSON; `updated` is the
--- wall-clock time of the last batch that changed it, for retention.
-CREATE TABLE IF NOT EXISTS waste_state (
+-- The waste detectors' state of each run (collector/waste/state.py), one row per LLM or tool call
+-- kept, appended as spans arrive; `updated` is the wall-clock time of the batch, for retention.
+CREATE TABLE IF NOT EXISTS waste_entries (
     tenant TEXT NOT NULL,
     run_id TEXT NOT NULL,
-    state TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    entry TEXT NOT NULL,
     updated REAL NOT NULL,
-    PRIMARY KEY (tenant, run_id)
+    PRIMARY KEY (tenant, run_id, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS waste_state_by_updated ON waste_state (updated);
+CREATE INDEX IF NOT EXISTS waste_entries_by_updated ON waste_entries (updated);
 """
-_SELECT = "SELECT state FROM waste_state WHERE tenant = ? AND run_id = ?"
-_UPSERT = "INSERT OR REPLACE INTO waste_state (tenant, run_id, state, updated) VALUES (?, ?, ?, ?)"
-_DELETE = "DELETE FROM waste_state WHERE tenant = ? AND run_id = ?"
-_PURGE = "DELETE FROM waste_state WHERE updated < ?"
+_SELECT = "SELECT kind, entry FROM waste_entries WHERE tenant = ? AND run_id = ? ORDER BY seq"
+_INSERT = ("INSERT OR REPLACE INTO waste_entries (tenant, run_id, seq, kind, entry, updated) "
+           "VALUES (?, ?, ?, ?, ?, ?)")
+_DELETE = "DELETE FROM waste_entries WHERE tenant = ? AND run_id = ?"
+_PURGE = "DELETE FROM waste_entries WHERE updated < ?"
 _PURGE_EVERY_SECONDS = 3600.0
 _UNKNOWN = "unknown"
 _EXECUTE_TOOL = "execute_tool"
@@ -76,6 +80,7 @@ class WasteStage(Stage):
         price_book: PriceBook | None = None,
         loop_blockers: Iterable[LoopBlocker] = (),
         retention_seconds: float = 30 * 86400.0,
+        cached_runs: int = 4096,
         metrics: StageMetrics | None = None,
     ) -> None:
         super().__init__(next, metrics=metrics)
@@ -85,6 +90,12 @@ class WasteStage(Stage):
         self.retention_seconds = retention_seconds
         self.flags_raised = CounterVec()  # (feature, kind): cognocient_waste_flags_total
         self._next_purge = 0.0
+        # Committed states of recent runs, so that a batch neither reads nor decodes them again.
+        # A transaction works on copies (`_staged`), merged in only once it commits.
+        self._cache: OrderedDict[RunKey, RunWasteState] = OrderedDict()
+        self._cached_runs = cached_runs
+        self._uow: UnitOfWork | None = None
+        self._staged: dict[RunKey, RunWasteState] = {}
 
     def setup(self, store: Store) -> None:
         store.executescript(SCHEMA)
@@ -93,13 +104,20 @@ class WasteStage(Stage):
         uow = batch.uow
         if uow is None or not self.detector.enabled_kinds:
             return
+        if uow is not self._uow:  # a new transaction: what the last one staged committed or is void
+            self._uow = uow
+            self._staged = {}
+            uow.after_commit(self._publish_staged(self._staged))
         by_run: dict[RunKey, list[SpanRecord]] = {}
         for record in batch.records:
             if record.is_llm or record.operation == _EXECUTE_TOOL:
                 by_run.setdefault(record.run_key, []).append(record)
         raised: list[tuple[str, str]] = []
+        rows: list[tuple[object, ...]] = []
         for key, records in by_run.items():
-            raised += self._process_run(uow, key, records)
+            raised += self._process_run(uow, key, records, rows)
+        if rows:
+            uow.executemany(_INSERT, rows)
         if raised:
             counter = self.flags_raised
             uow.after_commit(lambda: counter.inc_many(_count(raised)))
@@ -107,13 +125,24 @@ class WasteStage(Stage):
             self._next_purge = uow.now + _PURGE_EVERY_SECONDS
             uow.execute(_PURGE, (uow.now - self.retention_seconds,))
 
-    def _process_run(self, uow: UnitOfWork, key: RunKey, records: list[SpanRecord]) -> list[tuple[str, str]]:
-        state = self._load(uow, key)
+    def _process_run(
+        self, uow: UnitOfWork, key: RunKey, records: list[SpanRecord], rows: list[tuple[object, ...]]
+    ) -> list[tuple[str, str]]:
+        """Detect on one run; its new entries are appended to `rows`, to be inserted with the batch's."""
+        state = self._state(uow, key)
         if not self.detector.wants(state):
             return []
-        for record in records:
-            self.detector.record(state, record)
-        flags = self.detector.evaluate(state)
+        first_seq = len(state.calls) + len(state.tools)
+        added = [entry for entry in (self.detector.record(state, record) for record in records) if entry]
+        if not added:
+            return []
+        flags = self.detector.evaluate(state, added=added)
+        if not self.detector.wants(state):
+            uow.execute(_DELETE, key)  # every kind raised: nothing left to watch for
+        else:
+            for seq, entry in enumerate(added, start=first_seq):
+                kind, text = RunWasteState.entry_row(entry)
+                rows.append((key[0], key[1], seq, kind, text, uow.now))
         raised = []
         for flag in flags:
             if not uow.add_waste_flag(key, kind=flag.kind, step=flag.step, message=flag.message,
@@ -124,26 +153,45 @@ class WasteStage(Stage):
             raised.append((feature, flag.kind))
             if flag.kind == LOOP:
                 self._block_on_loop(uow, key, flag, records)
-        if self.detector.wants(state):
-            uow.execute(_UPSERT, (key[0], key[1], state.to_json(), uow.now))
-        else:
-            uow.execute(_DELETE, key)  # every kind raised: nothing left to watch for
         return raised
 
-    def _load(self, uow: UnitOfWork, key: RunKey) -> RunWasteState:
-        state = RunWasteState()
-        row = uow.execute(_SELECT, key).fetchone()
-        if row is not None:
-            try:
-                state = RunWasteState.from_json(row[0])
-            except StateDecodeError as error:
-                # A bad row must not fail every later batch of the run: start its state afresh.
-                logger.warning("waste state of run %s dropped: %s", key[1], error)
-        # The rollup is the record of what was raised (the row is gone once all kinds were).
-        run = uow.run(key)
-        if run is not None:
-            state.raised.update(str(flag.get("kind")) for flag in run.waste_flags)
+    def _state(self, uow: UnitOfWork, key: RunKey) -> RunWasteState:
+        """The run's state staged in this transaction: a copy of the cached one, or read from the store."""
+        staged = self._staged.get(key)
+        if staged is not None:
+            return staged
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            state = cached.copy()
+        else:
+            state = self._read(uow, key)
+        self._staged[key] = state
         return state
+
+    def _read(self, uow: UnitOfWork, key: RunKey) -> RunWasteState:
+        # The rollup is the record of what was raised (the rows are gone once all kinds were).
+        run = uow.run(key)
+        raised = [str(flag.get("kind")) for flag in run.waste_flags] if run is not None else []
+        rows = uow.execute(_SELECT, key).fetchall()
+        try:
+            return RunWasteState.from_rows(rows, raised=raised)
+        except StateDecodeError as error:
+            # A bad row must not fail every later batch of the run: start its state afresh.
+            logger.warning("waste state of run %s dropped: %s", key[1], error)
+            uow.execute(_DELETE, key)
+            return RunWasteState(raised=set(raised))
+
+    def _publish_staged(self, staged: dict[RunKey, RunWasteState]) -> Callable[[], None]:
+        def publish() -> None:
+            cache = self._cache
+            for key, state in staged.items():
+                cache[key] = state
+                cache.move_to_end(key)
+            while len(cache) > self._cached_runs:
+                cache.popitem(last=False)
+
+        return publish
 
     def _block_on_loop(
         self, uow: UnitOfWork, key: RunKey, flag: WasteFlag, records: list[SpanRecord]

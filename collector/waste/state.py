@@ -6,15 +6,16 @@ run, up to `max_tracked_calls` each. The detectors re-read it after every batch,
 does not depend on the order the spans arrived in (spans of a run come from several processes
 and exporters, in any order); see `collector/waste/timeline.py` for how calls are ordered.
 
-Once a kind of flag is raised it is never raised again for the run, so what only that detector
-needed is dropped (`compact()`), and a run with every enabled kind raised keeps almost nothing.
+Once a kind of flag is raised it is never raised again for the run; a run with every enabled kind
+raised keeps nothing. Which kinds were raised is not stored here: the run's rollup (its
+`waste_flags`) is the record of that.
 
-Serialised form (JSON, one row per run in the collector's store)::
+Serialised form: one row per entry, appended as the spans arrive (the stage never rewrites a
+run's whole state), each a JSON list::
 
-    {"v": 1, "raised": ["loop"], "truncated": false,
-     "calls": [[step|null, start_ns, input_tokens, input_usd|null, cost_usd, error_type|null,
-                fingerprint|null, context_window|null], ...],
-     "tools": [[start_ns, key], ...]}
+    call: [step|null, start_ns, input_tokens, input_usd|null, cost_usd, error_type|null,
+           fingerprint|null, context_window|null]
+    tool: [start_ns, key, name]
 
 Money is a decimal string, never a float.
 """
@@ -22,17 +23,17 @@ Money is a decimal string, never a float.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["STATE_VERSION", "CallEntry", "RunWasteState", "StateDecodeError", "ToolEntry"]
+__all__ = ["CallEntry", "Entry", "RunWasteState", "StateDecodeError", "ToolEntry"]
 
-STATE_VERSION = 1
 _ZERO = Decimal(0)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CallEntry:
     """One LLM call of the run.
 
@@ -77,7 +78,7 @@ class CallEntry:
         )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ToolEntry:
     """One execute_tool span; `key` identifies the tool name together with its arguments."""
 
@@ -98,51 +99,66 @@ class StateDecodeError(ValueError):
     """A stored waste state could not be read (corrupt row, or a newer format)."""
 
 
+Entry = CallEntry | ToolEntry
+_CALL, _TOOL = "c", "t"
+
+
 @dataclass(slots=True)
 class RunWasteState:
     calls: list[CallEntry] = field(default_factory=list)
     tools: list[ToolEntry] = field(default_factory=list)
     raised: set[str] = field(default_factory=set)
     truncated: bool = False  # calls beyond max_tracked_calls were seen and not kept
+    # How often each successful call's fingerprint and each tool key occurs: derived from the
+    # entries (never stored), so that a batch can tell in O(1) whether a loop may be new.
+    _repeats: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "v": STATE_VERSION,
-                "raised": sorted(self.raised),
-                "truncated": self.truncated,
-                "calls": [call.to_json() for call in self.calls],
-                "tools": [tool.to_json() for tool in self.tools],
-            },
-            separators=(",", ":"),
-        )
+    def add(self, entry: Entry) -> None:
+        if isinstance(entry, ToolEntry):
+            self.tools.append(entry)
+            key: str | None = entry.key
+        else:
+            self.calls.append(entry)
+            key = entry.fingerprint if entry.error_type is None else None
+        if key:
+            self._repeats[key] = self._repeats.get(key, 0) + 1
+
+    def repeat_count(self, key: str) -> int:
+        """Entries with this fingerprint (successful calls) or tool key."""
+        return self._repeats.get(key, 0)
+
+    def copy(self) -> RunWasteState:
+        """A copy to change in a transaction that may roll back (entries are never changed)."""
+        return RunWasteState(list(self.calls), list(self.tools), set(self.raised), self.truncated,
+                             dict(self._repeats))
+
+    def clear(self) -> None:
+        """Forget every call: once every enabled kind is raised, nothing is left to watch for."""
+        self.calls.clear()
+        self.tools.clear()
+        self._repeats.clear()
+
+    @staticmethod
+    def entry_row(entry: Entry) -> tuple[str, str]:
+        """(kind, JSON) of one entry: the state is stored one row per entry, appended as spans come."""
+        kind = _CALL if isinstance(entry, CallEntry) else _TOOL
+        return kind, json.dumps(entry.to_json(), separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> RunWasteState:
-        try:
-            document = json.loads(text)
-            if document.get("v") != STATE_VERSION:
-                raise StateDecodeError(f"waste state version {document.get('v')!r}, expected {STATE_VERSION}")
-            return cls(
-                calls=[CallEntry.from_json(row) for row in document["calls"]],
-                tools=[ToolEntry.from_json(row) for row in document["tools"]],
-                raised=set(document["raised"]),
-                truncated=bool(document["truncated"]),
-            )
-        except StateDecodeError:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation) as error:
-            raise StateDecodeError(f"unreadable waste state: {error}") from None
-
-    def compact(self, *, enabled_kinds: frozenset[str]) -> None:
-        """Forget what only already-raised (or disabled) detectors needed."""
-        pending = enabled_kinds - self.raised
-        if not pending:
-            self.calls.clear()
-            self.tools.clear()
-            return
-        if "loop" not in pending:
-            self.tools.clear()
-            for call in self.calls:
-                call.fingerprint = None
-        # Calls stay while any LLM-call detector is pending: they are also the run's step timeline.
+    def from_rows(cls, rows: Iterable[tuple[str, str]], *, raised: Iterable[str] = ()) -> RunWasteState:
+        """The state stored as `entry_row`s; `raised` comes from the run's rollup, the record of flags."""
+        state = cls(raised=set(raised))
+        for kind, text in rows:
+            try:
+                row = json.loads(text)
+                if kind == _CALL:
+                    state.add(CallEntry.from_json(row))
+                elif kind == _TOOL:
+                    state.add(ToolEntry.from_json(row))
+                else:
+                    raise StateDecodeError(f"waste state entry of unknown kind {kind!r}")
+            except StateDecodeError:
+                raise
+            except (ValueError, TypeError, InvalidOperation) as error:
+                raise StateDecodeError(f"unreadable waste state entry {text[:80]!r}: {error}") from None
+        return state

@@ -25,17 +25,20 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from operator import attrgetter
 
 from collector.waste.state import CallEntry
 
 __all__ = ["Timeline"]
 
+_BY_STEP = attrgetter("step", "start_ns")
+
 
 class Timeline:
     def __init__(self, calls: Sequence[CallEntry]) -> None:
-        self.by_step = all(call.step is not None for call in calls)
+        self.by_step = not any(call.step is None for call in calls)
         if self.by_step:
-            self.ordered: list[CallEntry] = sorted(calls, key=lambda call: (call.step, call.start_ns))
+            self.ordered: list[CallEntry] = sorted(calls, key=_BY_STEP)
         else:
             self.ordered = sorted(calls, key=lambda call: (call.start_ns, call.step or 0))
         self._by_time: list[CallEntry] | None = None
@@ -56,7 +59,8 @@ class Timeline:
             step = call.step or 0
             if step > expected and newest_start - waited_since < late_arrival_ns:
                 return index
-            expected = max(expected, step + 1)
+            if step >= expected:
+                expected = step + 1
             waited_since = call.start_ns
         return len(self.ordered)
 

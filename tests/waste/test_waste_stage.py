@@ -119,10 +119,10 @@ def test_all_three_kinds_then_nothing_more_is_kept(pipeline):
     records += [llm(step, error_type="429") for step in range(10, 15)]
     pipeline.send(records)
     assert pipeline.flags() == [("context_bloat", 6), ("loop", 9), ("retry_storm", 14)]
-    rows = pipeline.store.conn.execute("SELECT count(*) FROM waste_state").fetchone()[0]
+    rows = pipeline.store.conn.execute("SELECT count(*) FROM waste_entries").fetchone()[0]
     assert rows == 0
     pipeline.send([llm(step, fingerprint="fp7") for step in range(15, 19)])
-    assert pipeline.store.conn.execute("SELECT count(*) FROM waste_state").fetchone()[0] == 0
+    assert pipeline.store.conn.execute("SELECT count(*) FROM waste_entries").fetchone()[0] == 0
     assert len(pipeline.run().waste_flags) == 3
 
 
@@ -160,7 +160,7 @@ def test_without_on_loop_a_loop_does_not_block(tmp_path):
 
 def test_a_corrupt_state_row_is_dropped_not_fatal(pipeline):
     pipeline.send(_with_feature([llm(1, fingerprint="x")]))
-    pipeline.store.conn.execute("UPDATE waste_state SET state = 'garbage'")
+    pipeline.store.conn.execute("UPDATE waste_entries SET entry = 'garbage'")
     pipeline.send(_with_feature([llm(step, fingerprint="y") for step in range(2, 5)]))
     assert pipeline.flags() == [("loop", 4)]
 
@@ -169,5 +169,5 @@ def test_disabled_detection_writes_nothing(tmp_path):
     pipeline = Pipeline(tmp_path / "collector.db", load_waste_config({"enabled": False}))
     pipeline.send(_with_feature([llm(step, fingerprint="same") for step in range(1, 6)]))
     assert pipeline.flags() == []
-    assert pipeline.store.conn.execute("SELECT count(*) FROM waste_state").fetchone()[0] == 0
+    assert pipeline.store.conn.execute("SELECT count(*) FROM waste_entries").fetchone()[0] == 0
     pipeline.close()

@@ -51,25 +51,36 @@ def test_each_kind_is_raised_once_per_run_over_many_batches():
     assert state.calls == [] and state.tools == []  # nothing left to watch for: nothing kept
 
 
-def test_state_survives_a_restart_through_its_json_form():
-    records = _mixed_run()
+def _rows(state: RunWasteState) -> list[tuple[str, str]]:
+    return [RunWasteState.entry_row(entry) for entry in (*state.calls, *state.tools)]
+
+
+def test_state_survives_a_restart_through_its_stored_rows():
+    records = [*_mixed_run(), tool("search", "h", at=1.0)]
     detector = WasteDetector(WasteConfig())
     state = RunWasteState()
-    before = _feed(detector, state, records[:5])
+    before = _feed(detector, state, records[:5] + records[-1:])
     assert before == []
-    stored = state.to_json()
+    stored = _rows(state)
     restarted = WasteDetector(WasteConfig())  # a fresh process: nothing in memory
-    revived = RunWasteState.from_json(stored)
+    revived = RunWasteState.from_rows(stored)
     assert revived == state
-    after = _feed(restarted, revived, records[5:])
+    after = _feed(restarted, revived, records[5:-1])
     assert [(flag.kind, flag.step) for flag in after] == EXPECTED
-    assert RunWasteState.from_json(revived.to_json()).raised == {"context_bloat", "loop", "retry_storm"}
+
+
+def test_raised_kinds_come_from_the_rollup_on_reload():
+    state = RunWasteState.from_rows([], raised=["loop"])
+    detector = WasteDetector(WasteConfig())
+    assert _feed(detector, state, [llm(step, fingerprint="same") for step in range(1, 5)]) == []
 
 
 def test_money_in_the_stored_state_is_decimal_text():
     state = RunWasteState()
-    WasteDetector(WasteConfig()).record(state, llm(1, cost="0.000123", input_tokens=5000))
-    [row] = json.loads(state.to_json())["calls"]
+    entry = WasteDetector(WasteConfig()).record(state, llm(1, cost="0.000123", input_tokens=5000))
+    kind, text = RunWasteState.entry_row(entry)
+    row = json.loads(text)
+    assert kind == "c"
     assert row[4] == "0.000123"
     assert isinstance(row[3], str)  # input tokens' cost, priced by genai-prices
 
@@ -136,9 +147,8 @@ def test_a_raised_loop_stops_keeping_fingerprints_and_tools():
     state = RunWasteState()
     _feed(detector, state, [llm(step, fingerprint="x") for step in range(1, 4)])
     assert state.raised == {"loop"}
-    _feed(detector, state, [llm(4, fingerprint="y"), tool("t", "h", at=9.0)])
-    assert all(call.fingerprint is None for call in state.calls)
-    assert state.tools == []
+    assert detector.record(state, tool("t", "h", at=9.0)) is None
+    assert detector.record(state, llm(4, fingerprint="y")).fingerprint is None
 
 
 def test_nothing_is_kept_when_every_detector_is_off():
@@ -148,13 +158,13 @@ def test_nothing_is_kept_when_every_detector_is_off():
     assert state.calls == []
 
 
-@pytest.mark.parametrize("text", [
-    "not json",
-    '{"v": 99, "calls": [], "tools": [], "raised": [], "truncated": false}',
-    '{"v": 1, "calls": [[1, 2]], "tools": [], "raised": [], "truncated": false}',
-    '{"v": 1, "calls": [[1, 2, 3, null, "x", null, null, null]], "tools": [], "raised": [], "truncated": 0}',
-    '[]',
+@pytest.mark.parametrize("rows", [
+    [("c", "not json")],
+    [("c", "[1, 2]")],
+    [("c", '[1, 2, 3, null, "x", null, null, null]')],
+    [("t", "[1]")],
+    [("x", "[]")],
 ])
-def test_unreadable_state_raises_a_clear_error(text):
+def test_unreadable_state_raises_a_clear_error(rows):
     with pytest.raises(StateDecodeError, match="waste state"):
-        RunWasteState.from_json(text)
+        RunWasteState.from_rows(rows)
