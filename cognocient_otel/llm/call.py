@@ -167,7 +167,8 @@ class CallTracer:
                 headers[sc.HEADER_RUN_ID] = run_id
             if feature and header_feature is None:
                 headers[sc.HEADER_FEATURE] = feature
-        call = LLMCall(self, span, llm_request, provider if known_provider else None, run)
+        # PriceBook tries this provider first, then the model name alone (self-hosted, proxies).
+        call = LLMCall(self, span, llm_request, provider, run)
         call.plan(run_id=run_id, feature=feature, agent=agent, provider=provider)
         return call
 
