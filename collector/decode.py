@@ -35,6 +35,7 @@ MAX_LABEL_CHARS = 256  # models, features, agents, providers: longer values are 
 MAX_TOKENS = 10**12  # per call; beyond this the number is garbage and would overflow sums
 MAX_COST_USD = Decimal(1_000_000)  # per call; beyond it a reported cost is ignored
 MAX_FUTURE_NS = 86_400 * 10**9
+MAX_REJECT_MESSAGES = 10
 
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
@@ -260,14 +261,19 @@ def decode_request(
                     record = _record(span, found, resource_tenant, latest_end)
                 except _Unusable as problem:
                     batch.rejected += 1
-                    if len(batch.reject_messages) < 5:
-                        batch.reject_messages.append(f"span {span.span_id.hex() or '?'}: {problem}")
+                    _note_problem(batch.reject_messages, str(problem), span.span_id)
                     continue
                 if record is not None:
                     record.raw = (resource_attributes, span)
                     records.append(record)
     batch.received = received
     return batch
+
+
+def _note_problem(messages: list[str], problem: str, span_id: bytes) -> None:
+    """Each distinct problem once, with the first span that had it (bounded: messages are for people)."""
+    if len(messages) < MAX_REJECT_MESSAGES and not any(message.startswith(problem) for message in messages):
+        messages.append(f"{problem} (span {span_id.hex() or '?'})")
 
 
 def _record(span: Any, found: list[Any], resource_tenant: str | None, latest_end: int) -> SpanRecord | None:
