@@ -22,9 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cognocient_otel.pricing import PriceOverride
 from collector.budgets.config import BudgetsSection  # issue 4's `budgets:` section, validated there
-
-# Placeholders for the sections other parts own; replace each with their model (one line each).
-WasteSection = dict[str, Any]
+from collector.waste.config import WasteConfig as WasteSection  # issue 5's `waste:` section
 
 
 class ConfigError(ValueError):
@@ -142,7 +140,7 @@ class CollectorConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     log: LogConfig = LogConfig()
     budgets: BudgetsSection = []
-    waste: WasteSection = {}
+    waste: WasteSection = WasteSection()
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -29,6 +29,8 @@ def installed_plugins() -> list[Plugin]:
     # One line per part, e.g.:
     # from collector.waste.plugin import install as install_waste; plugins.append(install_waste)
     from collector.budgets.plugin import install as install_budgets
+    from collector.waste.plugin import install as install_waste
 
+    plugins.append(install_waste)
     plugins.append(install_budgets)
     return plugins

@@ -81,6 +81,7 @@ class WasteStage(Stage):
         loop_blockers: Iterable[LoopBlocker] = (),
         retention_seconds: float = 30 * 86400.0,
         cached_runs: int = 4096,
+        flags_raised: CounterVec | None = None,
         metrics: StageMetrics | None = None,
     ) -> None:
         super().__init__(next, metrics=metrics)
@@ -88,7 +89,8 @@ class WasteStage(Stage):
         self.detector = WasteDetector(config, prices=price_book)
         self.loop_blockers = tuple(loop_blockers)
         self.retention_seconds = retention_seconds
-        self.flags_raised = CounterVec()  # (feature, kind): cognocient_waste_flags_total
+        # (feature, kind): cognocient_waste_flags_total, counted once the flag is committed
+        self.flags_raised = flags_raised if flags_raised is not None else CounterVec()
         self._next_purge = 0.0
         # Committed states of recent runs, so that a batch neither reads nor decodes them again.
         # A transaction works on copies (`_staged`), merged in only once it commits.
