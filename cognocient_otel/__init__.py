@@ -15,6 +15,7 @@ from cognocient_otel.budget import BudgetExceeded, BudgetGuard, GuardDecision, P
 from cognocient_otel.config import configure
 from cognocient_otel.instrumentor import CognocientInstrumentor
 from cognocient_otel.pricing import PriceOverride
+from cognocient_otel.remote_budget import check_budget
 from cognocient_otel.runs import Run, current_run, run
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "PlannedCall",
     "PriceOverride",
     "Run",
+    "check_budget",
     "configure",
     "current_run",
     "instrument",

@@ -29,6 +29,7 @@ def configure(
     default_max_output_tokens: int = 1024,
     guards: Iterable[BudgetGuard] | None = None,
     tracer_provider: TracerProvider | None = None,
+    budget_failure_policy: str | None = "fail_open",
 ) -> TracerProvider:
     """Set up tracing for an agent process and remember the defaults `instrument()` will use.
 
@@ -43,6 +44,8 @@ def configure(
     `X-Cost-Run-ID` / `X-Cost-Feature` to LLM requests. `providers` maps `host[:port]` to a
     provider name. `default_max_output_tokens` is the output estimate of a call that sets no
     max-tokens field. `guards` are extra `BudgetGuard`s consulted after the per-run one.
+    `budget_failure_policy`: the collector's budgets are checked before each LLM call at the same
+    endpoint, `fail_open` or `fail_closed` when it cannot be reached; None turns the checks off.
     """
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -73,5 +76,10 @@ def configure(
             trace.set_tracer_provider(provider)
     ensure_run_processor(provider)
     provider.add_span_processor(BatchSpanProcessor(exporter))
+    if budget_failure_policy is not None:  # issue 4: budget checks go to the same collector
+        from cognocient_otel.remote_budget import configure_budget_client
+
+        remote = configure_budget_client(target, failure_policy=budget_failure_policy)  # type: ignore[arg-type]
+        new_settings.guards = (*new_settings.guards, remote)
     settings.replace_current(new_settings)
     return provider

@@ -106,6 +106,20 @@ class Run:
     def next_step(self) -> int:
         return self._steps.next()
 
+    def check(self, estimated_cost_usd: float | Decimal | str = 0) -> Any:
+        """Ask the collector's budgets about this run's next step (issue 4): returns the
+        `BudgetDecision`, raises `BudgetExceeded` when it is `block`."""
+        from cognocient_otel.remote_budget import check_budget, enforce
+
+        decision = check_budget(
+            estimated_cost_usd=estimated_cost_usd,
+            run_id=self.id,
+            feature=self.feature,
+            agent=self.agent,
+            step=self.steps + 1,
+        )
+        return enforce(decision, run_id=self.id, estimated_cost_usd=Decimal(str(estimated_cost_usd)))
+
     def __repr__(self) -> str:
         return (
             f"Run(id={self.id!r}, agent={self.agent!r}, feature={self.feature!r}, cost_usd={self.cost_usd}, "

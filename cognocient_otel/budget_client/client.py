@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -108,6 +109,7 @@ class BudgetClient:
         timeout_seconds: float = 0.25,
         failure_policy: FailurePolicy = "fail_open",
         tenant: str = "",
+        retry_after_seconds: float = 1.0,
     ) -> None:
         if failure_policy not in ("fail_open", "fail_closed"):
             raise ValueError(f"failure_policy: must be fail_open or fail_closed, got {failure_policy!r}")
@@ -123,6 +125,11 @@ class BudgetClient:
         self._pending: list[PendingSettlement] = []
         self._releases: list[str] = []
         self._unreachable_logged = False
+        # After a failed check the policy applies without trying again for this long, so that a
+        # collector that does not answer costs one timeout per interval, not one per LLM call.
+        self.retry_after_seconds = retry_after_seconds
+        self._retry_at = 0.0
+        self._last_failure = ""
 
     # -- reports -----------------------------------------------------------------------------
     def report(self, settlement: PendingSettlement) -> None:
@@ -182,11 +189,15 @@ class BudgetClient:
                 for item in pending
             ],
         )
+        if self._retry_at and time.monotonic() < self._retry_at:
+            self._requeue(pending, releases)
+            return self._policy_answer(self._last_failure)
         try:
             response = self._stub_or_connect().Check(request, timeout=self.timeout_seconds)
         except grpc.RpcError as error:
             self._requeue(pending, releases)
             return self._unreachable(error)
+        self._retry_at = 0.0
         if self._unreachable_logged:
             logger.warning("budget collector at %s answers again", self.endpoint)
             self._unreachable_logged = False
@@ -224,6 +235,8 @@ class BudgetClient:
         detail = (
             f"{code.name if code else 'error'}: {error.details() if isinstance(error, grpc.Call) else error}"
         )
+        self._retry_at = time.monotonic() + self.retry_after_seconds
+        self._last_failure = detail
         if not self._unreachable_logged:
             self._unreachable_logged = True
             logger.warning(
@@ -232,9 +245,11 @@ class BudgetClient:
                 detail,
                 self.failure_policy,
             )
-        decision = "allow" if self.failure_policy == "fail_open" else "block"
+        return self._policy_answer(detail)
+
+    def _policy_answer(self, detail: str) -> BudgetDecision:
         return BudgetDecision(
-            decision=decision,
+            decision="allow" if self.failure_policy == "fail_open" else "block",
             reachable=False,
             reason=f"budget collector at {self.endpoint} unreachable ({detail}); {self.failure_policy}",
         )

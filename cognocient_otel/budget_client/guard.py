@@ -86,17 +86,17 @@ class RemoteBudgetGuard(BudgetGuard):
             self.forget_run(run_id)
             return _refusal(answer)
         granted = None
-        if answer.allowance_usd > 0 and answer.reservation_id:
+        if answer.allowance_usd > 0:
             granted = Allowance(answer.reservation_id, answer.allowance_usd, answer.reservation_ttl_seconds)
             granted.in_flight = 1  # this call
         with self._lock:
             previous = self._allowances.pop(run_id, None)
             if granted is not None:
                 self._allowances[run_id] = granted
-            if answer.reservation_id:
+            if answer.reservation_id or granted is not None:
                 self._in_flight[call.span_id] = (granted, answer.reservation_id, estimate)
         if previous is not None and previous.close():
-            self.client.release(previous.reservation_id)
+            self._release(previous)
         if answer.decision == "warn":
             return GuardDecision(
                 kind="warn", limit_usd=answer.limit_usd, spent_usd=answer.committed_usd, reason=answer.reason
@@ -108,15 +108,20 @@ class RemoteBudgetGuard(BudgetGuard):
         if entry is None:
             return  # nothing was reserved (collector unreachable, or no budget applied)
         allowance, reservation_id, estimate = entry
-        self.client.report(PendingSettlement(call.span_id, actual_cost_usd, reservation_id, estimate))
+        if reservation_id:  # else no budget applied: the span alone tells the collector
+            self.client.report(PendingSettlement(call.span_id, actual_cost_usd, reservation_id, estimate))
         if allowance is not None and allowance.call_done():
-            self.client.release(allowance.reservation_id)
+            self._release(allowance)
 
     def forget_run(self, run_id: str) -> None:
         """The run ended in this process: release its allowance now rather than at expiry."""
         with self._lock:
             allowance = self._allowances.pop(run_id, None)
         if allowance is not None and allowance.close():
+            self._release(allowance)
+
+    def _release(self, allowance: Allowance) -> None:
+        if allowance.reservation_id:
             self.client.release(allowance.reservation_id)
 
     def _flush_loop(self, interval: float) -> None:

@@ -36,6 +36,10 @@ ACCOUNTED_RETENTION_SECONDS = 2 * 86400.0
 # Window totals outlive their window by this much, for late reports and the metrics.
 WINDOW_GRACE_SECONDS = 35 * 86400.0
 PURGE_INTERVAL_SECONDS = 60.0
+# When no budget applies to a call, the answer grants this much, valid this long: the agent then
+# asks again only every half TTL (budgets change only when the collector is reconfigured).
+NO_LIMIT_ALLOWANCE_USD = Decimal(1_000_000)
+NO_BUDGET_TTL_SECONDS = 60.0
 
 
 def run_key(tenant: str, run_id: str) -> str:
@@ -110,7 +114,7 @@ class Ledger:
         self._maybe_purge(now)
         budgets = self.applicable(tenant=request.tenant, feature=request.feature, agent=request.agent)
         windows, run = self._keys(budgets, moment, request.tenant, request.run_id)
-        ttl = min((budget.reservation_ttl_seconds for budget in budgets), default=0.0)
+        ttl = min((budget.reservation_ttl_seconds for budget in budgets), default=NO_BUDGET_TTL_SECONDS)
 
         def operation(txn: LedgerTxn) -> CheckAnswer:
             # Settle before releasing: a settlement is counted against the reservation it names.
@@ -167,7 +171,8 @@ class Ledger:
                     txn.put_reservation(Reservation(request.span_id, keys, estimate + allowance, now + ttl))
                     reservation_id = request.span_id
             elif verdict.decision == "allow" and not budgets:
-                allowance = request.allowance_usd  # nothing to reserve against: no limit applies
+                # Nothing limits this call: let the agent go on without asking for a while.
+                allowance = NO_LIMIT_ALLOWANCE_USD if request.span_id else ZERO
             reserved_now = estimate + allowance if reservation_id else ZERO
             return CheckAnswer(
                 decision=verdict.decision,

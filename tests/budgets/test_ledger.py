@@ -222,3 +222,15 @@ def test_two_processes_share_the_sqlite_ledger_atomically(tmp_path):
     assert sum(allowed) == 33
     ledger = Ledger(SqliteLedgerStore(path), [])
     assert ledger.store.run(lambda txn: txn.reserved("run//shared-run", 0), now=0) == D("0.48")
+
+
+def test_no_budget_applies_grants_an_unlimited_allowance_for_a_while(make_store, clock):
+    ledger = Ledger(make_store(), BUDGETS[1:], clock=clock)
+    answer = ledger.check(call(feature="misc", span="m1", est="5", allowance_usd=D("20")))
+    assert answer.decision == "allow" and answer.reason == "no budget applies"
+    assert answer.allowance_usd == D(1_000_000) and answer.reservation_ttl_seconds == 60
+    assert (
+        answer.reservation_id == ""
+        and answer.run_remaining_usd is None
+        and answer.window_remaining_usd is None
+    )
