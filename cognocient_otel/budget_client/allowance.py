@@ -4,7 +4,8 @@ When the collector allows a call it may grant more than the call's estimate (nev
 what every limit still has room for) and hold it under the call's reservation. Later calls of the
 same run take their estimate out of it locally, in a few microseconds, until it runs out or
 expires; then the next call asks the collector again. This process can never spend more than
-the collector granted: a call is taken from the allowance only if its whole estimate fits.
+the collector granted: a call is taken from the allowance only if its whole estimate fits, and a
+call that cost more than its estimate is charged the difference when it finishes.
 
 Expiry: the collector drops an unsettled reservation after its TTL, so the allowance is used for
 half of that, measured on this process's monotonic clock.
@@ -41,10 +42,19 @@ class Allowance:
             self.in_flight += 1
             return True
 
-    def call_done(self) -> bool:
-        """A call that was taken from this allowance (or made it) finished. True when the
-        allowance is closed and nothing is in flight any more: time to release it."""
+    def call_done(self, overrun: Decimal = _ZERO) -> bool:
+        """A call taken from this allowance (or the call that made it) finished; `overrun` is
+        what it cost beyond its estimate. True when the allowance is closed and nothing is in
+        flight any more: time to release it.
+
+        An overrun is charged to what is left: the collector counts the actual cost but releases
+        only the estimate from the reservation, so without this the process could go past the
+        grant by the sum of its calls' overruns. A saving (negative overrun) is not credited:
+        the collector released that part to others already.
+        """
         with self._lock:
+            if overrun > 0:
+                self.remaining -= overrun
             self.in_flight -= 1
             return self.closed and self.in_flight == 0
 

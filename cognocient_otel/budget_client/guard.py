@@ -110,7 +110,7 @@ class RemoteBudgetGuard(BudgetGuard):
         allowance, reservation_id, estimate = entry
         if reservation_id:  # else no budget applied: the span alone tells the collector
             self.client.report(PendingSettlement(call.span_id, actual_cost_usd, reservation_id, estimate))
-        if allowance is not None and allowance.call_done():
+        if allowance is not None and allowance.call_done(actual_cost_usd - estimate):
             self._release(allowance)
 
     def forget_run(self, run_id: str) -> None:

@@ -22,6 +22,7 @@ BUDGETS = parse_budgets(
     [
         {"name": "docs run", "scope": "feature", "scope_value": "docs", "per_run_limit_usd": "1.00"},
         {"name": "docs month", "scope": "feature", "scope_value": "docs", "monthly_limit_usd": "3.00"},
+        {"name": "big run", "scope": "feature", "scope_value": "big", "per_run_limit_usd": "1.50"},
     ]
 )
 
@@ -150,3 +151,22 @@ def test_collector_down_fail_open_and_fail_closed():
     )
     refused = closed_guard.before_call(planned("r4", "0.10"))
     assert refused.kind == "block" and "unreachable" in refused.reason and "fail_closed" in refused.reason
+
+
+def test_calls_costing_more_than_estimated_use_up_the_allowance_faster(service):
+    guard = RemoteBudgetGuard(
+        BudgetClient(service.endpoint, timeout_seconds=2), allowance_calls=4, flush_interval_seconds=0
+    )
+    spent = D(0)
+    sent = 0
+    while sent < 50:
+        call = planned("r5", "0.05", feature="big")  # each call really costs 0.20, not 0.05
+        if not guard.before_call(call).allowed:
+            break
+        guard.after_call(call, D("0.20"))
+        spent += D("0.20")
+        sent += 1
+    # The $1.00 run limit is overshot by the last call's overrun at most, never by the sum of
+    # the overruns of the calls an allowance covered.
+    assert spent <= D("1.50") + D("0.20") - D("0.05"), (sent, spent)
+    guard.close()
