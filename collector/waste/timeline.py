@@ -2,10 +2,12 @@
 
 Spans of a run arrive in any order, from several processes. The order is:
 
-* by `cognocient.step` (ties by start time) while every LLM call of the run carries one: the
-  instrumentation numbers calls as they start, which no clock skew can disturb;
-* by start time as soon as one call lacks it (spans from other instrumentations): steps of
-  different sources cannot be compared, wall clocks can.
+* by `cognocient.step` while every LLM call of the run carries a distinct one: the
+  instrumentation numbers a run's calls as they start, which no clock skew can disturb;
+* by start time as soon as one call lacks it (spans from other instrumentations) or two calls
+  carry the same step (the step counts calls per process: the run spans several processes, a
+  sub-agent or a run resumed elsewhere). Steps of different sources cannot be compared; wall
+  clocks can.
 
 Late arrivals. A check may only see calls of the run that have all arrived: conclusions drawn
 from a partial view are final (a flag is raised once). Only `context_bloat` can be misled by a
@@ -36,7 +38,8 @@ _BY_STEP = attrgetter("step", "start_ns")
 
 class Timeline:
     def __init__(self, calls: Sequence[CallEntry]) -> None:
-        self.by_step = not any(call.step is None for call in calls)
+        steps = {call.step for call in calls}
+        self.by_step = None not in steps and len(steps) == len(calls)
         if self.by_step:
             self.ordered: list[CallEntry] = sorted(calls, key=_BY_STEP)
         else:

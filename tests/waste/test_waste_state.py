@@ -95,13 +95,22 @@ def test_without_cognocient_step_calls_are_ordered_by_start_time_and_numbered_by
 
 
 def test_one_call_without_a_step_switches_the_run_to_start_time_order():
-    # step numbers from two processes collide; the call from the uninstrumented one has none
-    records = [llm(1, at=0), llm(2, at=1), llm(1, at=2), llm(None, at=3), llm(2, at=4)]
-    for record, tokens in zip(records, [1000, 1100, 1200, 2500, 5000], strict=True):
-        record.input_tokens = tokens
-    records.append(llm(3, input_tokens=10000, at=5))
+    # the run's calls come from two sources; the uninstrumented one sets no step
+    steps = [1, 2, 3, None, 4, 5]
+    records = [llm(step, input_tokens=tokens, at=float(index))
+               for index, (step, tokens) in enumerate(zip(steps, BLOAT_INPUTS, strict=False))]
+    records.append(llm(6, input_tokens=20000, at=6.0))
     [flag] = _feed(WasteDetector(WasteConfig()), RunWasteState(), records)
-    assert flag.step == 6  # position 6 by start time, not any process's own step 3
+    assert flag.step == 6  # position 6 by start time (that call's own step is 5)
+
+
+def test_steps_that_collide_mean_several_processes_and_start_time_order():
+    # process A: steps 1..3, then a sub-agent in process B numbers its calls 1..4
+    records = [llm(step, fingerprint=f"a{step}", at=float(step)) for step in (1, 2, 3)]
+    records += [llm(step, fingerprint="same", at=10.0 + step) for step in (1, 2, 3, 4)]
+    [flag] = _feed(WasteDetector(WasteConfig()), RunWasteState(), records)
+    assert (flag.kind, flag.step) == ("loop", 6)  # the 6th call of the run, B's step 3
+    assert flag.details["first_step"] == 4
 
 
 def test_late_arrivals_are_placed_by_their_step_before_the_checks_run():
