@@ -8,6 +8,7 @@ then, once the call is over, `after_call` on every guard whose `before_call` ret
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from cognocient_otel.runs import Run
 
-__all__ = ["ALLOW", "BudgetExceeded", "BudgetGuard", "GuardDecision", "PlannedCall"]
+__all__ = ["ALLOW", "BudgetExceeded", "BudgetGuard", "GuardDecision", "PlannedCall", "sdk_compatible_refusal"]
 
 DecisionKind = Literal["allow", "warn", "block"]
 
@@ -56,6 +57,34 @@ def _rebuild(
     run_id: str | None, limit_usd: Decimal, spent_usd: Decimal, estimate_usd: Decimal, reason: str
 ) -> BudgetExceeded:
     return BudgetExceeded(
+        run_id=run_id, limit_usd=limit_usd, spent_usd=spent_usd, estimate_usd=estimate_usd, reason=reason
+    )
+
+
+# The SDKs wrap any exception raised while sending that is not their own error type into a
+# connection error, and retry it (openai 2.x retries `Exception`s; anthropic wraps them). A
+# refusal raised from inside the HTTP client therefore also derives from the base error of every
+# such SDK that is loaded: it reaches the caller as itself, at once, without retries.
+_SDK_BASE_ERRORS = (("openai", "OpenAIError"), ("anthropic", "AnthropicError"))
+_refusal_classes: dict[tuple[type, ...], type[BudgetExceeded]] = {}
+
+
+def sdk_compatible_refusal(
+    *, run_id: str | None, limit_usd: Decimal, spent_usd: Decimal, estimate_usd: Decimal, reason: str
+) -> BudgetExceeded:
+    """A `BudgetExceeded` that the loaded LLM SDKs let through unwrapped and unretried."""
+    bases: list[type] = []
+    for module_name, class_name in _SDK_BASE_ERRORS:
+        module = sys.modules.get(module_name)
+        base = getattr(module, class_name, None) if module is not None else None
+        if isinstance(base, type) and issubclass(base, Exception):
+            bases.append(base)
+    key = tuple(bases)
+    cls = _refusal_classes.get(key)
+    if cls is None:
+        cls = type("BudgetExceeded", (BudgetExceeded, *bases), {"__module__": __name__})
+        _refusal_classes[key] = cls
+    return cls(
         run_id=run_id, limit_usd=limit_usd, spent_usd=spent_usd, estimate_usd=estimate_usd, reason=reason
     )
 

@@ -23,7 +23,13 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cognocient_otel import semconv as sc
-from cognocient_otel.budget.guard import BudgetExceeded, BudgetGuard, GuardDecision, PlannedCall
+from cognocient_otel.budget.guard import (
+    BudgetExceeded,
+    BudgetGuard,
+    GuardDecision,
+    PlannedCall,
+    sdk_compatible_refusal,
+)
 from cognocient_otel.llm.providers import ProviderResolver
 from cognocient_otel.llm.requests import LLMRequest, match_path, recognise
 from cognocient_otel.llm.usage import ResponseSummary
@@ -274,7 +280,7 @@ class LLMCall:
     def _refuse(self, guard: BudgetGuard, decision: GuardDecision) -> None:
         planned = self.planned
         assert planned is not None
-        exceeded = BudgetExceeded(
+        exceeded = sdk_compatible_refusal(
             run_id=planned.run_id,
             limit_usd=decision.limit_usd if decision.limit_usd is not None else _ZERO,
             spent_usd=decision.spent_usd if decision.spent_usd is not None else _ZERO,

@@ -1,0 +1,251 @@
+"""The run's own limit, enforced in-process before a request leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from decimal import Decimal
+
+import anthropic
+import httpx
+import openai
+import pytest
+from opentelemetry import context
+
+import cognocient_otel
+from cognocient_otel import BudgetExceeded, BudgetGuard, GuardDecision, PlannedCall
+from cognocient_otel.budget import RunLedger
+from cognocient_otel.pricing import PriceBook, TokenUsage
+from cognocient_otel.testing import LLMServer, ScriptedResponse
+
+MESSAGES = [{"role": "user", "content": "summarise this"}]
+
+
+def client_for(server: LLMServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="test", max_retries=0)
+
+
+def test_refusal_passes_through_sdk_wrappers_unretried(llm_server: LLMServer, traced) -> None:
+    client = anthropic.Anthropic(base_url=llm_server.base_url, api_key="test", max_retries=2)
+    with cognocient_otel.run("anthropic-runaway", budget_usd=0), pytest.raises(BudgetExceeded) as refused:
+        client.messages.create(model="claude-3-5-haiku-latest", max_tokens=100, messages=MESSAGES)
+    assert isinstance(refused.value, anthropic.AnthropicError) and isinstance(
+        refused.value, openai.OpenAIError
+    )
+    assert len(traced.llm_spans()) == 1  # not retried
+    assert llm_server.request_count() == 0
+
+
+def test_call_over_the_limit_is_blocked_and_never_sent(llm_server: LLMServer, traced) -> None:
+    client = client_for(llm_server)
+    # gpt-4o: $10 per million output tokens -> 1000 tokens may cost $0.01 > $0.001.
+    with cognocient_otel.run("runaway", budget_usd="0.001") as run, pytest.raises(BudgetExceeded) as refused:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1000)
+    assert llm_server.request_count() == 0
+    assert refused.value.run_id == run.id
+    assert refused.value.limit_usd == Decimal("0.001")
+    assert refused.value.spent_usd == 0
+    span = traced.one_llm_span()
+    assert span.attributes["cognocient.budget.decision"] == "blocked"
+    assert span.attributes["error.type"] == "BudgetExceeded"
+    assert span.status.status_code.name == "ERROR"
+    event = next(e for e in span.events if e.name == "cognocient.budget.exceeded")
+    assert event.attributes["cognocient.budget.limit_usd"] == pytest.approx(0.001)
+    assert run.cost_usd == 0 and run.blocked
+
+
+def test_spend_accumulates_until_the_estimate_no_longer_fits(llm_server: LLMServer, traced) -> None:
+    client = client_for(llm_server)
+    price = PriceBook()
+    one_call = price.cost(model="gpt-4o-mini", usage=TokenUsage(input_tokens=10, output_tokens=100)).usd
+    with cognocient_otel.run("bounded", budget_usd=one_call * 3) as run:
+        sent = 0
+        with pytest.raises(BudgetExceeded):
+            for _ in range(10):
+                llm_server.script([ScriptedResponse(input_tokens=10, output_tokens=100)])
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100)
+                sent += 1
+    # Each reservation (body bytes // 4 input + 100 output) exceeds the real cost a little.
+    assert 1 <= sent <= 3
+    assert llm_server.request_count() == sent
+    assert run.cost_usd == one_call * sent
+    assert run.cost_usd <= one_call * 3
+    # A blocked run stays blocked, even for a call that would fit.
+    with cognocient_otel.run("bounded", run_id=run.id) as same_id_new_ledger:
+        assert not same_id_new_ledger.blocked
+
+
+def test_warn_mode_sends_and_records(llm_server: LLMServer, traced) -> None:
+    client = client_for(llm_server)
+    with cognocient_otel.run("lenient", budget_usd=0, enforcement="warn") as run:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    assert llm_server.request_count() == 1
+    span = traced.one_llm_span()
+    assert span.attributes["cognocient.budget.decision"] == "warned"
+    assert [e.name for e in span.events] == ["cognocient.budget.exceeded"]
+    assert span.status.status_code.name == "UNSET"
+    assert run.cost_usd > 0
+
+
+def test_other_runs_are_unaffected(llm_server: LLMServer, traced) -> None:
+    client = client_for(llm_server)
+    with cognocient_otel.run("poor", budget_usd=0), pytest.raises(BudgetExceeded):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    with cognocient_otel.run("rich", budget_usd=1):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    assert llm_server.request_count() == 2
+
+
+def test_twenty_threads_never_spend_over_the_limit(llm_server: LLMServer, traced) -> None:
+    client = client_for(llm_server)
+    max_tokens = 200
+    # The server answers max_tokens output tokens and estimates the input from the messages
+    # (a few tokens here): 40 input tokens is more than any of these calls can use.
+    worst_case = PriceBook().cost(
+        model="gpt-4o-mini", usage=TokenUsage(input_tokens=40, output_tokens=max_tokens)
+    )
+    limit = worst_case.usd * 5
+    # Slow answers keep every call in flight at once: only reservations can stop the overspend.
+    llm_server.script([ScriptedResponse(output_tokens=max_tokens, delay_seconds=0.2)] * 20)
+    barrier = threading.Barrier(20)
+    with cognocient_otel.run("swarm", budget_usd=limit) as run:
+        run_context = context.get_current()
+
+        def call_in_run(_: int) -> str:
+            token = context.attach(run_context)
+            try:
+                barrier.wait()
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=max_tokens)
+                return "sent"
+            except BudgetExceeded:
+                return "blocked"
+            finally:
+                context.detach(token)
+
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            outcomes = list(pool.map(call_in_run, range(20)))
+    assert outcomes.count("sent") == llm_server.request_count()
+    assert 1 <= outcomes.count("sent") <= 5
+    assert run.cost_usd <= limit
+    assert run.ledger.reserved == 0
+
+
+async def test_twenty_tasks_never_spend_over_the_limit(llm_server: LLMServer, traced) -> None:
+    client = anthropic.AsyncAnthropic(base_url=llm_server.base_url, api_key="test", max_retries=0)
+    price = PriceBook()
+    worst_case = price.cost(
+        model="claude-3-5-haiku-latest",
+        usage=TokenUsage(input_tokens=100, output_tokens=500),
+        provider="anthropic",
+    ).usd
+    limit = worst_case * 4
+    llm_server.script([ScriptedResponse(output_tokens=500, delay_seconds=0.2)] * 20)
+    async with cognocient_otel.run("async-swarm", budget_usd=limit) as run:
+
+        async def call() -> str:
+            try:
+                await client.messages.create(
+                    model="claude-3-5-haiku-latest", max_tokens=500, messages=MESSAGES
+                )
+                return "sent"
+            except BudgetExceeded:
+                return "blocked"
+
+        outcomes = await asyncio.gather(*(call() for _ in range(20)))
+    assert outcomes.count("sent") == llm_server.request_count()
+    assert 1 <= outcomes.count("sent") <= 4
+    assert run.cost_usd <= limit
+    assert run.ledger.reserved == 0
+
+
+def test_nested_sub_run_limit_and_shared_spend(llm_server: LLMServer, traced) -> None:
+    client = client_for(llm_server)
+    with cognocient_otel.run("planner", feature="research", budget_usd=1) as outer:
+        with cognocient_otel.run("worker", budget_usd=0) as inner, pytest.raises(BudgetExceeded):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+        with cognocient_otel.run("worker-2") as inner2:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+        assert inner.id == inner2.id == outer.id
+        assert inner2.feature == "research"
+        assert outer.cost_usd == inner2.cost_usd > 0
+        assert outer.steps == 2
+    spans = {s.name: s for s in traced.spans()}
+    assert spans["invoke_agent worker-2"].parent.span_id == spans["invoke_agent planner"].context.span_id
+
+
+def test_a_failing_guard_never_breaks_the_call(llm_server: LLMServer, instrument) -> None:
+    class BrokenGuard(BudgetGuard):
+        def before_call(self, call: PlannedCall) -> GuardDecision:
+            raise RuntimeError("guard bug")
+
+    instrument(guards=[BrokenGuard()])
+    with cognocient_otel.run("robust"):
+        client_for(llm_server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert llm_server.request_count() == 1
+
+
+def test_extra_guard_sees_planned_call_and_settlement(llm_server: LLMServer, instrument) -> None:
+    seen: list[tuple[str, object]] = []
+
+    class RecordingGuard(BudgetGuard):
+        def before_call(self, call: PlannedCall) -> GuardDecision:
+            seen.append(("before", call))
+            return GuardDecision()
+
+        def after_call(self, call: PlannedCall, actual_cost_usd: Decimal) -> None:
+            seen.append(("after", actual_cost_usd))
+
+    traced = instrument(guards=[RecordingGuard()])
+    with (
+        cognocient_otel.run("observed", feature="f1") as run,
+        httpx.Client(base_url=llm_server.base_url) as raw,
+    ):
+        raw.post(
+            "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 50}
+        )
+    (_, planned), (_, actual) = seen
+    span = traced.one_llm_span()
+    assert planned.run_id == run.id and planned.feature == "f1" and planned.agent == "observed"
+    assert planned.span_id == f"{span.context.span_id:016x}"
+    assert planned.model == "gpt-4o-mini" and planned.provider == "openai"
+    assert planned.estimated_output_tokens == 50
+    assert planned.estimated_cost_usd > actual > 0
+    assert float(actual) == pytest.approx(span.attributes["cognocient.cost.usd"])
+
+
+def test_blocking_extra_guard_releases_earlier_reservations(llm_server: LLMServer, instrument) -> None:
+    class NoGuard(BudgetGuard):
+        def before_call(self, call: PlannedCall) -> GuardDecision:
+            raise BudgetExceeded(
+                run_id=call.run_id, limit_usd=Decimal(5), spent_usd=Decimal(5), reason="remote"
+            )
+
+    instrument(guards=[NoGuard()])
+    with cognocient_otel.run("remote-blocked", budget_usd=1) as run, pytest.raises(BudgetExceeded) as refused:
+        client_for(llm_server).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert refused.value.reason == "remote"
+    assert run.ledger.reserved == 0 and run.cost_usd == 0
+    assert llm_server.request_count() == 0
+
+
+def test_ledger_decision_is_atomic_across_levels() -> None:
+    outer = RunLedger(Decimal("1.0"))
+    inner = RunLedger(None, parent=outer)
+    assert not inner.reserve(Decimal("0.6")).over_limit
+    decision = inner.reserve(Decimal("0.6"))
+    assert decision.blocked and decision.limit == Decimal("1.0") and decision.committed == Decimal("0.6")
+    inner.settle(Decimal("0.6"), Decimal("0.5"))
+    assert outer.settled == inner.settled == Decimal("0.5") and outer.reserved == 0
+
+
+def test_run_arguments_are_validated() -> None:
+    with pytest.raises(ValueError, match="budget"):
+        cognocient_otel.run("a", budget_usd=-1)
+    with pytest.raises(ValueError, match="enforcement"):
+        cognocient_otel.run("a", enforcement="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="agent"):
+        cognocient_otel.run("")
+    with pytest.raises(ValueError, match="budget"):
+        cognocient_otel.run("a", budget_usd="lots")
