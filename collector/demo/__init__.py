@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from collector.demo.local_collector import CollectorStartError, LocalCollector
+from collector.demo.local_collector import CollectorStartError, LocalCollector, is_healthy
 from collector.demo.report import RunsApiError, format_table, wait_for_runs
 
 __all__ = ["main"]
@@ -75,6 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.collector_endpoint:
         otlp_endpoint = args.collector_endpoint
         http_url = args.collector_http or _default_http_url(otlp_endpoint)
+        if not is_healthy(http_url):
+            print(f"cognocient-demo: no collector answers {http_url}/healthz: start one "
+                  "(cognocient-collector), pass its HTTP URL with --collector-http, or omit "
+                  "--collector-endpoint to let the demo start its own", file=sys.stderr)
+            return 1
     else:
         try:
             collector = LocalCollector(metrics_port=args.metrics_port or None).start()
@@ -98,11 +103,13 @@ def _drive(openai_module: object, args: argparse.Namespace, *, otlp_endpoint: st
     from collector.demo import agents
 
     server = LLMServer().start()
-    # allowance_calls=0: every call asks the collector, so the per-run limit is exact.
+    # Our own budget guard instead of configure()'s default one: allowance_calls=0 makes every
+    # call ask the collector, so the per-run limit stops the runaway run at the exact call.
     guard = configure_budget_client(otlp_endpoint, allowance_calls=0, timeout_seconds=2.0)
     server_host = urlsplit(server.base_url).netloc
     provider = cognocient_otel.configure(otlp_endpoint, service_name="cognocient-demo",
-                                         providers={server_host: "openai"}, guards=[guard])
+                                         providers={server_host: "openai"}, guards=[guard],
+                                         budget_failure_policy=None)
     cognocient_otel.instrument()
     client = openai_module.OpenAI(base_url=f"{server.base_url}/v1", api_key="demo-key", max_retries=0)
     try:

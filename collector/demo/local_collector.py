@@ -54,6 +54,15 @@ def demo_config(*, store_path: Path, grpc_port: int, http_port: int, metrics_por
     }
 
 
+def is_healthy(http_url: str, *, timeout_seconds: float = 1.0) -> bool:
+    """Whether a collector answers `GET /healthz` at `http_url` with status ok."""
+    try:
+        with urllib.request.urlopen(f"{http_url.rstrip('/')}/healthz", timeout=timeout_seconds) as answer:
+            return json.load(answer).get("status") == "ok"
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
 class LocalCollector:
     """`with LocalCollector() as collector:` a collector on free 127.0.0.1 ports, stopped on exit.
 
@@ -101,12 +110,8 @@ class LocalCollector:
             if self._process is not None and self._process.poll() is not None:
                 raise CollectorStartError(
                     f"the collector exited with {self._process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as answer:
-                    if json.load(answer).get("status") == "ok":
-                        return
-            except (OSError, urllib.error.URLError, ValueError):
-                pass
+            if is_healthy(self.http_url):
+                return
             time.sleep(0.1)
         self.stop()
         raise CollectorStartError(f"the collector did not answer /healthz within "
