@@ -70,6 +70,9 @@ class RemoteBudgetGuard(BudgetGuard):
         if allowance is not None and allowance.take(estimate):
             self._in_flight[call.span_id] = (allowance, allowance.reservation_id, estimate)
             return ALLOW
+        # This allowance could not cover the call: release it in the same request (if none of
+        # its calls is still in flight), so the collector decides without it.
+        self.forget_run(run_id)
         step = call.run.steps if call.run is not None else 0
         answer = self.client.check(
             run_id=run_id,
@@ -82,8 +85,6 @@ class RemoteBudgetGuard(BudgetGuard):
             allowance_usd=estimate * self.allowance_calls,
         )
         if answer.decision == "block":
-            # What is left of the run's allowance must not let smaller calls through a block.
-            self.forget_run(run_id)
             return _refusal(answer)
         granted = None
         if answer.allowance_usd > 0:
@@ -96,7 +97,7 @@ class RemoteBudgetGuard(BudgetGuard):
             if answer.reservation_id or granted is not None:
                 self._in_flight[call.span_id] = (granted, answer.reservation_id, estimate)
         if previous is not None and previous.close():
-            self._release(previous)
+            self._release(previous)  # another thread of the run was granted one meanwhile
         if answer.decision == "warn":
             return GuardDecision(
                 kind="warn", limit_usd=answer.limit_usd, spent_usd=answer.committed_usd, reason=answer.reason

@@ -40,6 +40,10 @@ PURGE_INTERVAL_SECONDS = 60.0
 # asks again only every half TTL (budgets change only when the collector is reconfigured).
 NO_LIMIT_ALLOWANCE_USD = Decimal(1_000_000)
 NO_BUDGET_TTL_SECONDS = 60.0
+# An allowance may hold at most this share of what a shared (daily, monthly) window has left:
+# an agent's unspent allowance must not refuse other runs' calls, so near a window's limit
+# allowances shrink to nothing and every call is checked on its own.
+ALLOWANCE_SHARE_OF_WINDOW = Decimal("0.1")
 
 
 def run_key(tenant: str, run_id: str) -> str:
@@ -165,7 +169,9 @@ class Ledger:
             reservation_id = ""
             if verdict.decision != "block" and request.span_id and budgets:
                 if verdict.decision == "allow" and verdict.headroom is not None:
-                    allowance = max(ZERO, min(request.allowance_usd, verdict.headroom))
+                    allowance = _allowance(
+                        request.allowance_usd, estimate, verdict.headroom, verdict.window_remaining
+                    )
                 keys = tuple(window_key(b.name, w, p) for b, w, p, _ in windows) + ((run,) if run else ())
                 if estimate + allowance > 0:
                     txn.put_reservation(Reservation(request.span_id, keys, estimate + allowance, now + ttl))
@@ -294,3 +300,14 @@ class Ledger:
         if now >= self._next_purge:
             self._next_purge = now + PURGE_INTERVAL_SECONDS
             self.store.purge(now)
+
+
+def _allowance(
+    asked: Decimal, estimate: Decimal, headroom: Decimal, window_remaining: Decimal | None
+) -> Decimal:
+    """Headroom to grant beyond this call: what was asked, within every limit's room, and within a
+    share of the shared windows' room; nothing if that would not cover one more call like this."""
+    granted = min(asked, headroom)
+    if window_remaining is not None:
+        granted = min(granted, (window_remaining - estimate) * ALLOWANCE_SHARE_OF_WINDOW)
+    return granted if granted > 0 and granted >= estimate else ZERO

@@ -147,7 +147,14 @@ def test_warn_budget_never_refuses(ledger):
     assert answer.reservation_id == "w1"  # the call goes ahead, so it is reserved
 
 
-def test_allowance_is_bounded_by_headroom_and_spent_down_by_settles(ledger):
+def test_allowance_is_bounded_by_headroom_and_spent_down_by_settles(make_store, clock):
+    ledger = Ledger(
+        make_store(),
+        parse_budgets(
+            [{"name": "docs", "scope": "feature", "scope_value": "docs", "per_run_limit_usd": "0.50"}]
+        ),
+        clock=clock,
+    )
     answer = ledger.check(call(span="g1", est="0.10", allowance_usd=D("1")))
     assert answer.allowance_usd == D("0.40")  # the run's 0.50 minus this call
     assert ledger.check(call(run="r1", span="x", est="0.01")).decision == "block"
@@ -234,3 +241,12 @@ def test_no_budget_applies_grants_an_unlimited_allowance_for_a_while(make_store,
         and answer.run_remaining_usd is None
         and answer.window_remaining_usd is None
     )
+
+
+def test_allowance_takes_only_a_share_of_a_shared_window(ledger):
+    # docs has $2 a month: an allowance may hold a tenth of what is left after this call.
+    answer = ledger.check(call(span="g1", est="0.10", allowance_usd=D("1")))
+    assert answer.allowance_usd == D("0.19")
+    # Near the window's end it shrinks below one call: no allowance, every call is checked.
+    ledger.count_spans([SpanCost("big", "other", D("1.60"), feature="docs")])
+    assert ledger.check(call(run="r9", span="g2", est="0.02", allowance_usd=D("1"))).allowance_usd == 0
