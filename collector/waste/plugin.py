@@ -38,7 +38,8 @@ def install(collector: Collector) -> None:
         return
 
     def stage(next: Stage) -> Stage:
-        from collector.waste.stage import WasteStage, loop_blockers_from
+        from collector.waste.loop_block import loop_blockers_from
+        from collector.waste.stage import WasteStage
 
         return WasteStage(
             next, config=config, price_book=collector.price_book,

@@ -12,8 +12,8 @@ be added to the span; it shows in the runs API (`waste_flags`, `GET /v1/runs?fla
 the `cognocient_waste_flags_total{feature, kind}` counter, counted after the commit.
 
 A budget with `on_loop: block` that applies to the run (tenant, feature, agent) blocks a run when
-it is flagged `loop`: the stage marks it blocked in the rollup with the budget's name and the
-flag's step, and the budget check refuses the run's next call, as for a run over its limit.
+it is flagged `loop`, with the budget's name and the flag's step (`collector/waste/loop_block.py`):
+the budget check refuses the run's next call, as for a run over its limit.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import Any
 
 from cognocient_otel.pricing import PriceBook
 from collector.model import RunKey, SpanBatch, SpanRecord
@@ -31,9 +31,10 @@ from collector.telemetry import CounterVec
 from collector.waste.config import WasteConfig
 from collector.waste.detector import WasteDetector
 from collector.waste.flags import LOOP, WasteFlag
+from collector.waste.loop_block import LoopBlocker, block_run, find_ledger
 from collector.waste.state import RunWasteState, StateDecodeError
 
-__all__ = ["SCHEMA", "LoopBlocker", "WasteStage", "loop_blockers_from"]
+__all__ = ["SCHEMA", "WasteStage"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +60,6 @@ _PURGE = "DELETE FROM waste_entries WHERE updated < ?"
 _PURGE_EVERY_SECONDS = 3600.0
 _UNKNOWN = "unknown"
 _EXECUTE_TOOL = "execute_tool"
-
-
-@dataclass(frozen=True, slots=True)
-class LoopBlocker:
-    """A budget with `on_loop: block`: `applies(tenant=, feature=, agent=)` says which runs it covers."""
-
-    budget: str
-    applies: Callable[..., bool]
 
 
 class WasteStage(Stage):
@@ -97,10 +90,12 @@ class WasteStage(Stage):
         self._cache: OrderedDict[RunKey, RunWasteState] = OrderedDict()
         self._cached_runs = cached_runs
         self._uow: UnitOfWork | None = None
+        self._ledger: Any | None = None  # the budget ledger, for on_loop: block
         self._staged: dict[RunKey, RunWasteState] = {}
 
     def setup(self, store: Store) -> None:
         store.executescript(SCHEMA)
+        self._ledger = find_ledger(self.stages()[1:]) if self.loop_blockers else None
 
     def process(self, batch: SpanBatch) -> None:
         uow = batch.uow
@@ -205,14 +200,8 @@ class WasteStage(Stage):
         agent = (run.agent if run else None) or next((r.agent for r in records if r.agent), None) or ""
         for blocker in self.loop_blockers:
             if blocker.applies(tenant=key[0], feature=feature, agent=agent):
-                uow.mark_blocked(key, budget=blocker.budget, step=flag.step)
+                block_run(uow, key, budget=blocker.budget, step=flag.step, ledger=self._ledger)
                 return
-
-
-def loop_blockers_from(budgets: Iterable[object]) -> list[LoopBlocker]:
-    """The budgets (`collector.budgets.config.BudgetConfig`) that say `on_loop: block`."""
-    return [LoopBlocker(budget.name, budget.applies_to)  # type: ignore[attr-defined]
-            for budget in budgets if getattr(budget, "on_loop", None) == "block"]
 
 
 def _feature_of(records: list[SpanRecord]) -> str | None:

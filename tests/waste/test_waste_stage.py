@@ -4,6 +4,12 @@ count once in the metric, and `on_loop: block` marks the run blocked."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -11,13 +17,17 @@ from waste_spans import RUN, growing, llm, tool
 
 from cognocient_otel.pricing import PriceBook
 from collector.budgets.config import parse_budgets
+from collector.budgets.model import CheckRequest
+from collector.budgets.runtime import BudgetRuntime
 from collector.model import SpanBatch
+from collector.pipeline import Stage
 from collector.rollup import BLOCKED, RunState
 from collector.stages import CommitStage, CostStage, DedupStage, RollupStage
 from collector.stats import CollectorStats
 from collector.store import Store, UnitOfWork
 from collector.waste import WasteConfig, load_waste_config
-from collector.waste.stage import WasteStage, loop_blockers_from
+from collector.waste.loop_block import loop_blockers_from
+from collector.waste.stage import WasteStage
 
 KEY = ("default", RUN)
 
@@ -25,11 +35,16 @@ KEY = ("default", RUN)
 class Pipeline:
     """The collector's stages over one store file, as the ingest writer runs them."""
 
-    def __init__(self, path: Path, config: WasteConfig | None = None, budgets=()) -> None:
+    def __init__(self, path: Path, config: WasteConfig | None = None, budgets=(), redis_url=None) -> None:
         self.store = Store(str(path))
         self.state = RunState()
         stats = CollectorStats()
-        self.waste = WasteStage(CommitStage(stats=stats), config=config or WasteConfig(),
+        tail: Stage = CommitStage(stats=stats)
+        self.budgets = None
+        if budgets:  # the budgets part's own stage and ledger, in the same store file
+            self.budgets = BudgetRuntime.build(budgets, store_path=str(path), redis_url=redis_url)
+            tail = self.budgets.stage_factory(tail)
+        self.waste = WasteStage(tail, config=config or WasteConfig(),
                                 price_book=PriceBook(), loop_blockers=loop_blockers_from(budgets))
         self.head = DedupStage(CostStage(RollupStage(self.waste, stats=stats), price_book=PriceBook()),
                                stats=stats)
@@ -57,7 +72,15 @@ class Pipeline:
     def counted(self) -> dict:
         return dict(self.waste.flags_raised.items())
 
+    def check(self, *, feature: str) -> str:
+        """The budget check's decision for the run's next call."""
+        request = CheckRequest(run_id=RUN, tenant="default", feature=feature, agent="",
+                               estimated_cost_usd=Decimal("0.001"))
+        return self.budgets.ledger.check(request).decision
+
     def close(self) -> None:
+        if self.budgets is not None:
+            self.budgets.close()
         self.store.close()
 
 
@@ -133,18 +156,51 @@ def test_tool_loops_are_seen_through_the_pipeline(pipeline):
     assert pipeline.flags() == [("loop", 1)]
 
 
-def test_on_loop_block_marks_the_run_blocked_by_that_budget(tmp_path):
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A real redis-server on a free port, for the budget ledger kept in Redis."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("ledger", ["sqlite", "redis"])
+def test_on_loop_block_blocks_the_run_in_the_rollup_and_for_the_budget_check(tmp_path, request, ledger):
     budgets = parse_budgets([
         {"name": "other feature", "scope": "feature", "scope_value": "billing", "per_run_limit_usd": 5,
          "on_loop": "block"},
         {"name": "support runaway guard", "scope": "feature", "scope_value": "support-bot",
          "per_run_limit_usd": 5, "on_loop": "block"},
     ])
-    pipeline = Pipeline(tmp_path / "collector.db", budgets=budgets)
-    pipeline.send(_with_feature([llm(step, fingerprint="same") for step in range(1, 4)]))
+    url = request.getfixturevalue("redis_url") if ledger == "redis" else None
+    pipeline = Pipeline(tmp_path / "collector.db", budgets=budgets, redis_url=url)
+    pipeline.send(_with_feature([llm(step, fingerprint="same") for step in range(1, 3)]))
+    assert pipeline.check(feature="support-bot") == "allow"
+    pipeline.send(_with_feature([llm(3, fingerprint="same")]))
     run = pipeline.run()
     assert run.status == BLOCKED
     assert run.blocked_by == {"budget": "support runaway guard", "step": 3}
+    answer = pipeline.budgets.ledger.check(CheckRequest(run_id=RUN, tenant="default", feature="support-bot"))
+    assert answer.decision == "block"
+    assert answer.reason == "run is blocked by budget 'support runaway guard' since step 3"
     pipeline.close()
 
 
@@ -155,6 +211,7 @@ def test_without_on_loop_a_loop_does_not_block(tmp_path):
     pipeline.send(_with_feature([llm(step, fingerprint="same") for step in range(1, 4)]))
     assert pipeline.flags() == [("loop", 3)]
     assert pipeline.run().status != BLOCKED
+    assert pipeline.check(feature="support-bot") == "allow"
     pipeline.close()
 
 
