@@ -128,7 +128,8 @@ def _after_send(call: LLMCall, response: Any, streamed: bool, traced_stream: typ
             call.finish(None, status_code=status_code, streamed=streamed)
             return
         headers = response.headers
-        if streamed:
+        # A response built from bytes (mock transports, caches) is read and closed already.
+        if streamed and not response.is_closed:
             observer = StreamObserver(
                 call,
                 content_type=headers.get("content-type", ""),
@@ -144,7 +145,11 @@ def _after_send(call: LLMCall, response: Any, streamed: bool, traced_stream: typ
             reader.feed(content)
             reader.feed(b"\n\n")
         elif content:
-            summary.read_body(call.request.api, json.loads(content))
+            try:
+                body = json.loads(content)
+            except ValueError:  # a gateway's HTML page, a truncated body: no usage to read
+                body = None
+            summary.read_body(call.request.api, body)
         call.finish(summary, status_code=status_code, streamed=False)
     except Exception as exc:
         log_failure_once("reading an LLM answer", exc)

@@ -313,6 +313,8 @@ class LLMCall:
                 span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 span.record_exception(exc)
+                span.set_attribute(sc.COGNOCIENT_COST_USD, 0.0)
+                span.set_attribute(sc.COGNOCIENT_COST_SOURCE, sc.COST_SOURCE_PRICE_TABLE)
         except Exception as own:
             log_failure_once("recording a failed LLM request", own)
         finally:
@@ -340,8 +342,11 @@ class LLMCall:
         estimate = planned.estimated_cost_usd if planned is not None else _ZERO
         if status_code >= 400:
             if span.is_recording():
+                # Providers do not bill refused requests: the span still carries its (zero) cost.
                 span.set_attribute(sc.ERROR_TYPE, str(status_code))
                 span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
+                span.set_attribute(sc.COGNOCIENT_COST_USD, 0.0)
+                span.set_attribute(sc.COGNOCIENT_COST_SOURCE, sc.COST_SOURCE_PRICE_TABLE)
             return _ZERO
         if summary is None:
             summary = ResponseSummary()

@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import cognocient_otel
+from cognocient_otel.semconv import LLM_OPERATIONS
 from cognocient_otel.testing import LLMServer
 
 
@@ -31,7 +32,9 @@ class Traced:
         return list(self.exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
-        return [span for span in self.spans() if span.attributes.get("cognocient.cost.source") is not None]
+        return [
+            span for span in self.spans() if span.attributes.get("gen_ai.operation.name") in LLM_OPERATIONS
+        ]
 
     def one_llm_span(self) -> ReadableSpan:
         spans = self.llm_spans()
