@@ -108,8 +108,12 @@ class Ledger:
             for budget in budgets
             for window, limit in budget.window_limits().items()
         ]
-        has_run_limit = any(budget.per_run_limit_usd is not None for budget in budgets)
-        return windows, run_key(tenant, run_id) if has_run_limit else None
+        # A run is tracked where a per-run limit applies, or a budget may block it for looping
+        # (the waste stage writes that block into the ledger: collector/waste/loop_block.py).
+        tracks_run = any(
+            budget.per_run_limit_usd is not None or budget.on_loop == "block" for budget in budgets
+        )
+        return windows, run_key(tenant, run_id) if tracks_run else None
 
     # -- the check ---------------------------------------------------------------------------
     def check(self, request: CheckRequest) -> CheckAnswer:

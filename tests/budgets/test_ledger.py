@@ -250,3 +250,30 @@ def test_allowance_takes_only_a_share_of_a_shared_window(ledger):
     # Near the window's end it shrinks below one call: no allowance, every call is checked.
     ledger.count_spans([SpanCost("big", "other", D("1.60"), feature="docs")])
     assert ledger.check(call(run="r9", span="g2", est="0.02", allowance_usd=D("1"))).allowance_usd == 0
+
+
+def test_a_run_blocked_for_looping_is_refused_without_a_per_run_limit(make_store, clock):
+    from collector.budgets.ledger import run_key
+    from collector.budgets.model import RunBlock
+
+    budgets = parse_budgets(
+        [
+            {
+                "name": "loops",
+                "scope": "feature",
+                "scope_value": "docs",
+                "monthly_limit_usd": 50,
+                "on_loop": "block",
+            }
+        ]
+    )
+    ledger = Ledger(make_store(), budgets, clock=clock)
+    assert ledger.check(call(run="looper", span="l1")).decision == "allow"
+    # What the waste stage does when it flags the run `loop` (collector/waste/loop_block.py).
+    ledger.store.run(
+        lambda txn: txn.set_run_block(run_key("", "looper"), RunBlock("loops", 3, 0.0), keep_until=1e12),
+        now=clock().timestamp(),
+    )
+    refused = ledger.check(call(run="looper", span="l2"))
+    assert refused.decision == "block" and refused.reason == "run is blocked by budget 'loops' since step 3"
+    assert ledger.check(call(run="other", span="o1")).decision == "allow"
