@@ -73,7 +73,7 @@ class WasteStage(Stage):
         price_book: PriceBook | None = None,
         loop_blockers: Iterable[LoopBlocker] = (),
         retention_seconds: float = 30 * 86400.0,
-        cached_runs: int = 4096,
+        cached_entries: int = 200_000,
         flags_raised: CounterVec | None = None,
         metrics: StageMetrics | None = None,
     ) -> None:
@@ -87,8 +87,11 @@ class WasteStage(Stage):
         self._next_purge = 0.0
         # Committed states of recent runs, so that a batch neither reads nor decodes them again.
         # A transaction works on copies (`_staged`), merged in only once it commits.
+        # Bounded by entries, not runs: a few long runs weigh as much as many short ones
+        # (an entry is some 200 bytes in memory).
         self._cache: OrderedDict[RunKey, RunWasteState] = OrderedDict()
-        self._cached_runs = cached_runs
+        self._cached_entries = 0
+        self._max_cached_entries = cached_entries
         self._uow: UnitOfWork | None = None
         self._ledger: Any | None = None  # the budget ledger, for on_loop: block
         self._staged: dict[RunKey, RunWasteState] = {}
@@ -183,10 +186,14 @@ class WasteStage(Stage):
         def publish() -> None:
             cache = self._cache
             for key, state in staged.items():
+                previous = cache.pop(key, None)
+                if previous is not None:
+                    self._cached_entries -= _size(previous)
                 cache[key] = state
-                cache.move_to_end(key)
-            while len(cache) > self._cached_runs:
-                cache.popitem(last=False)
+                self._cached_entries += _size(state)
+            while self._cached_entries > self._max_cached_entries and cache:
+                _key, evicted = cache.popitem(last=False)
+                self._cached_entries -= _size(evicted)
 
         return publish
 
@@ -202,6 +209,10 @@ class WasteStage(Stage):
             if blocker.applies(tenant=key[0], feature=feature, agent=agent):
                 block_run(uow, key, budget=blocker.budget, step=flag.step, ledger=self._ledger)
                 return
+
+
+def _size(state: RunWasteState) -> int:
+    return 1 + len(state.calls) + len(state.tools)
 
 
 def _feature_of(records: list[SpanRecord]) -> str | None:

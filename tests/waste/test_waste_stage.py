@@ -35,7 +35,8 @@ KEY = ("default", RUN)
 class Pipeline:
     """The collector's stages over one store file, as the ingest writer runs them."""
 
-    def __init__(self, path: Path, config: WasteConfig | None = None, budgets=(), redis_url=None) -> None:
+    def __init__(self, path: Path, config: WasteConfig | None = None, budgets=(), redis_url=None,
+                 cached_entries: int = 200_000) -> None:
         self.store = Store(str(path))
         self.state = RunState()
         stats = CollectorStats()
@@ -44,8 +45,8 @@ class Pipeline:
         if budgets:  # the budgets part's own stage and ledger, in the same store file
             self.budgets = BudgetRuntime.build(budgets, store_path=str(path), redis_url=redis_url)
             tail = self.budgets.stage_factory(tail)
-        self.waste = WasteStage(tail, config=config or WasteConfig(),
-                                price_book=PriceBook(), loop_blockers=loop_blockers_from(budgets))
+        self.waste = WasteStage(tail, config=config or WasteConfig(), price_book=PriceBook(),
+                                loop_blockers=loop_blockers_from(budgets), cached_entries=cached_entries)
         self.head = DedupStage(CostStage(RollupStage(self.waste, stats=stats), price_book=PriceBook()),
                                stats=stats)
         for stage in self.head.stages():
@@ -124,6 +125,19 @@ def test_state_and_flags_survive_a_restart(tmp_path):
     assert second.flags() == [("loop", 7)]  # once per run and kind
     assert second.counted() == {("support-bot", "loop"): 1.0}
     second.close()
+
+
+def test_runs_evicted_from_the_memory_cache_are_read_back_from_the_store(tmp_path):
+    pipeline = Pipeline(tmp_path / "collector.db", cached_entries=3)
+    other = [llm(step, fingerprint="other") for step in range(1, 3)]
+    for record in other:
+        record.run_id = "run-2"
+    mine = _with_feature([llm(step, fingerprint="same") for step in range(1, 4)])
+    for record in (mine[0], other[0], mine[1], other[1], mine[2]):  # interleaved, one per batch
+        pipeline.send([record])
+    assert pipeline.flags() == [("loop", 3)]
+    assert len(pipeline.waste._cache) <= 2
+    pipeline.close()
 
 
 def test_a_failed_transaction_leaves_no_state_behind(pipeline):
