@@ -33,7 +33,7 @@ T0 = 1_800_000_000 * 10**9
 
 
 def _spans(runs: int, steps: int, seed: int) -> list[SpanRecord]:
-    """Agent runs that grow their context modestly (no flag): the detectors' steady-state work."""
+    """Agent runs that append to their context each step (no flag): the detectors' steady-state work."""
     rng = random.Random(seed)
     span_ids = itertools.count(1)
     records = []
@@ -41,7 +41,7 @@ def _spans(runs: int, steps: int, seed: int) -> list[SpanRecord]:
         trace_id = f"{run:032x}"
         tokens = rng.randint(800, 2000)
         for step in range(1, steps + 1):
-            tokens = int(tokens * rng.uniform(1.02, 1.15))
+            tokens += rng.randint(50, 400)
             span_id = f"{next(span_ids):016x}"
             records.append(SpanRecord(
                 tenant="default", run_id=f"run-{run}", trace_id=trace_id, span_id=span_id,
