@@ -163,11 +163,10 @@ class CallTracer:
             attributes[sc.COGNOCIENT_STEP] = run.next_step()
         elif run_id:
             attributes[sc.COGNOCIENT_STEP] = self._header_steps.next(run_id)
+        attributes[sc.COGNOCIENT_REQUEST_FINGERPRINT] = llm_request.fingerprint()
         span = self.tracer.start_span(
             f"{llm_request.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
         )
-        if span.is_recording():
-            span.set_attribute(sc.COGNOCIENT_REQUEST_FINGERPRINT, llm_request.fingerprint())
         if self.inject_headers and run_id:
             if header_run_id is None:
                 headers[sc.HEADER_RUN_ID] = run_id
@@ -359,27 +358,31 @@ class LLMCall:
             priced = self.tracer.price_book.cost(model=model, usage=usage, provider=self.pricing_provider)
             cost, source = priced.usd, priced.source
         if span.is_recording():
-            if summary.response_model:
-                span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, summary.response_model)
-            if summary.response_id:
-                span.set_attribute(sc.GEN_AI_RESPONSE_ID, summary.response_id)
-            if summary.finish_reasons:
-                span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, summary.finish_reasons)
             usage = usage.consistent()
-            span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
-            span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
+            # One set_attributes call: each set_attribute takes the span's lock again.
+            answer: dict[str, Any] = {
+                sc.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+                sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+                sc.COGNOCIENT_COST_USD: float(cost),
+                sc.COGNOCIENT_COST_SOURCE: source,
+                sc.COGNOCIENT_USAGE_COMPLETE: summary.usage_complete,
+            }
+            if summary.response_model:
+                answer[sc.GEN_AI_RESPONSE_MODEL] = summary.response_model
+            if summary.response_id:
+                answer[sc.GEN_AI_RESPONSE_ID] = summary.response_id
+            if summary.finish_reasons:
+                answer[sc.GEN_AI_RESPONSE_FINISH_REASONS] = summary.finish_reasons
             if usage.cache_read_tokens:
-                span.set_attribute(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_tokens)
+                answer[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
             if usage.cache_write_tokens:
-                span.set_attribute(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_write_tokens)
+                answer[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
             if usage.reasoning_tokens:
-                span.set_attribute(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens)
-            span.set_attribute(sc.COGNOCIENT_COST_USD, float(cost))
-            span.set_attribute(sc.COGNOCIENT_COST_SOURCE, source)
-            span.set_attribute(sc.COGNOCIENT_USAGE_COMPLETE, summary.usage_complete)
+                answer[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
             if summary.error_type:
-                span.set_attribute(sc.ERROR_TYPE, summary.error_type)
+                answer[sc.ERROR_TYPE] = summary.error_type
                 span.set_status(Status(StatusCode.ERROR, summary.error_type))
+            span.set_attributes(answer)
         if not summary.usage_complete:
             # Usage unknown (stream cut short): settle at least the reservation, never less.
             return max(cost, estimate)
