@@ -150,8 +150,8 @@ def report_overhead(results: dict[str, dict[str, list[float]]]) -> None:
     print("Per-call overhead over an uninstrumented openai call (median over rounds, same run):")
     for mode, per_config in results.items():
         bare = per_config["bare"]
-        ours = [o - b for o, b in zip(per_config["ours"], bare)]
-        theirs = [t - b for t, b in zip(per_config["openai-v2"], bare)]
+        ours = [o - b for o, b in zip(per_config["ours"], bare, strict=True)]
+        theirs = [t - b for t, b in zip(per_config["openai-v2"], bare, strict=True)]
         ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
         print(
             f"  {mode:14s} bare {statistics.median(bare) * 1e3:7.3f} ms/call | "
