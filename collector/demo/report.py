@@ -26,7 +26,7 @@ def fetch_runs(http_url: str, *, limit: int = 100) -> list[dict]:
 
 
 def wait_for_runs(http_url: str, run_ids: Iterable[str], *, timeout_seconds: float = 20.0) -> list[dict]:
-    """The collector's view of `run_ids`, once all are there with their final status (or at timeout).
+    """The collector's view of `run_ids`, oldest first, once all have their final status (or at timeout).
 
     Spans reach the collector in batches; a run is complete when it is no longer `active`.
     """
@@ -36,7 +36,7 @@ def wait_for_runs(http_url: str, run_ids: Iterable[str], *, timeout_seconds: flo
         runs = [run for run in fetch_runs(http_url, limit=1000) if run["run_id"] in wanted]
         settled = {run["run_id"] for run in runs if run["status"] != "active"}
         if settled >= wanted or time.monotonic() > deadline:
-            return runs
+            return sorted(runs, key=lambda run: run.get("first_call") or "")
         time.sleep(0.25)
 
 
