@@ -131,7 +131,7 @@ def _run_panels(ids: PanelIds) -> list:
                    thresholds=((None, GREEN), (1, RED))),
         stat_panel(ids, title="Runs active", unit="short", width=6,
                    description="Runs with a span within the idle timeout and no end yet. "
-                   f"{EMPTY_WHEN_CLEAN}: shows 0 once every run has ended.",
+                   f"{EMPTY_WHEN_CLEAN}: the collector exposes no series while no run is active.",
                    queries=[Query(f"sum(cognocient_runs_active{{{FEATURE_AGENT}}})", instant=True)]),
         stat_panel(ids, title="Waste flags", unit="short", width=6,
                    description="Waste flags (context_bloat, loop, retry_storm) raised in the time range.",
