@@ -91,6 +91,7 @@ _FIELD_OF: dict[str, int] = {
 _USAGE_SLOTS = (_IN, _OUT, _PROMPT, _COMPLETION, _CACHE_READ, _CACHE_CREATION, _CACHE_WRITE, _REASONING)
 _NOT_LLM_OPERATIONS = frozenset({attr.OPERATION_INVOKE_AGENT, attr.OPERATION_EXECUTE_TOOL})
 _RUN_OPERATIONS = _NOT_LLM_OPERATIONS
+_INFERENCE = attr.INFERENCE_OPERATIONS
 _COST_SOURCES = frozenset({"provider", "price_table", "unknown_model"})
 
 
@@ -237,7 +238,8 @@ def decode_request(
     records: list[SpanRecord] = []
     batch = SpanBatch(records, transport=transport)
     received = 0
-    field_of = _FIELD_OF
+    field_of_get = _FIELD_OF.get
+    append = records.append
     for resource_spans in request.resource_spans:
         resource_attributes = resource_spans.resource.attributes
         resource_tenant = None
@@ -249,23 +251,22 @@ def decode_request(
                 received += 1
                 found = [None] * _SLOTS
                 for kv in span.attributes:
-                    slot = field_of.get(kv.key)
+                    slot = field_of_get(kv.key)
                     if slot is not None:
                         value = kv.value
                         kind = value.WhichOneof("value")
-                        if kind is not None:
-                            found[slot] = (
-                                getattr(value, kind) if kind != "array_value" else any_value(value)
-                            )
+                        if kind == "string_value":
+                            found[slot] = value.string_value
+                        elif kind is not None:
+                            found[slot] = getattr(value, kind) if kind != "array_value" else any_value(value)
                 try:
-                    record = _record(span, found, resource_tenant, latest_end)
+                    record = _record(span, found, resource_tenant, latest_end, resource_attributes)
                 except _Unusable as problem:
                     batch.rejected += 1
                     _note_problem(batch.reject_messages, str(problem), span.span_id)
                     continue
                 if record is not None:
-                    record.raw = (resource_attributes, span)
-                    records.append(record)
+                    append(record)
     batch.received = received
     return batch
 
@@ -276,7 +277,22 @@ def _note_problem(messages: list[str], problem: str, span_id: bytes) -> None:
         messages.append(f"{problem} (span {span_id.hex() or '?'})")
 
 
-def _record(span: Any, found: list[Any], resource_tenant: str | None, latest_end: int) -> SpanRecord | None:
+def _label(value: Any, limit: int = MAX_LABEL_CHARS) -> str | None:
+    if value.__class__ is str and 0 < len(value) <= limit:
+        return value
+    return _text(value, limit)
+
+
+def _tokens(value: Any, key: str) -> int:
+    if value.__class__ is int and 0 <= value <= MAX_TOKENS:
+        return value
+    return _count(value, key)
+
+
+def _record(
+    span: Any, found: list[Any], resource_tenant: str | None, latest_end: int, resource_attributes: Any
+) -> SpanRecord | None:
+    # Straight-line on purpose: this runs once per span on the ingest hot path.
     trace_id = span.trace_id
     span_id = span.span_id
     if len(trace_id) != 16 or trace_id == _ZERO_TRACE:
@@ -286,7 +302,8 @@ def _record(span: Any, found: list[Any], resource_tenant: str | None, latest_end
     parent = span.parent_span_id
     if parent and len(parent) != 8:
         raise _Unusable(f"parent span id has {len(parent)} bytes; 8 expected")
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    start = span.start_time_unix_nano
+    end = span.end_time_unix_nano
     if start == 0 or end == 0:
         raise _Unusable("start or end time is missing (zero)")
     if end < start:
@@ -294,10 +311,21 @@ def _record(span: Any, found: list[Any], resource_tenant: str | None, latest_end
     if end > latest_end:
         raise _Unusable("end time is more than a day in the future (is the sender's clock right?)")
 
-    operation = _text(found[_OPERATION])
-    has_usage = any(found[slot] is not None for slot in _USAGE_SLOTS)
-    is_llm = operation in attr.INFERENCE_OPERATIONS or (has_usage and operation not in _NOT_LLM_OPERATIONS)
-    run_id = _text(found[_RUN_ID], MAX_ID_CHARS + 1) or _text(found[_HEADER_RUN_ID], MAX_ID_CHARS + 1)
+    operation = found[_OPERATION]
+    if operation is not None:
+        operation = _label(operation)
+    if operation in _INFERENCE:
+        is_llm = True
+    elif operation in _NOT_LLM_OPERATIONS:
+        is_llm = False
+    else:
+        is_llm = (found[_IN] is not None or found[_OUT] is not None or found[_PROMPT] is not None
+                  or found[_COMPLETION] is not None)
+    run_id = found[_RUN_ID]
+    if run_id is None:
+        run_id = found[_HEADER_RUN_ID]
+    if run_id is not None:
+        run_id = _label(run_id, MAX_ID_CHARS + 1)
     explicit_run = run_id is not None
     is_trace_root = not parent
     if not (explicit_run or is_llm or is_trace_root or operation in _RUN_OPERATIONS):
@@ -306,85 +334,106 @@ def _record(span: Any, found: list[Any], resource_tenant: str | None, latest_end
         run_id = trace_id.hex()
     elif len(run_id) > MAX_ID_CHARS:
         raise _Unusable(f"cognocient.run.id is longer than {MAX_ID_CHARS} characters")
-    tenant = _text(found[_TENANT], MAX_ID_CHARS + 1) or resource_tenant or DEFAULT_TENANT
+    tenant = found[_TENANT]
+    if tenant is not None:
+        tenant = _label(tenant, MAX_ID_CHARS + 1)
+    tenant = tenant or resource_tenant or DEFAULT_TENANT
     if len(tenant) > MAX_ID_CHARS:
         raise _Unusable(f"cognocient.tenant is longer than {MAX_ID_CHARS} characters")
     is_run_root = (is_trace_root and not is_llm) or (
         operation == attr.OPERATION_INVOKE_AGENT
         and (is_trace_root or span.flags & _SPAN_FLAG_PARENT_IS_REMOTE == _SPAN_FLAG_PARENT_IS_REMOTE)
     )
+    feature = found[_FEATURE]
+    if feature is None:
+        feature = found[_HEADER_FEATURE]
+    if feature is not None:
+        feature = _label(feature)
+    agent = found[_AGENT]
+    if agent is not None:
+        agent = _label(agent)
     status_code = span.status.code
-    record = SpanRecord(
-        tenant=tenant,
-        run_id=run_id,
-        trace_id=trace_id.hex(),
-        span_id=span_id.hex(),
-        parent_span_id=parent.hex() if parent else "",
-        name=span.name[:MAX_LABEL_CHARS],
-        kind=span.kind,
-        start_ns=start,
-        end_ns=end,
-        status_code=status_code,
-        is_llm=is_llm,
-        is_run_root=is_run_root,
-        operation=operation,
-        feature=_text(found[_FEATURE]) or _text(found[_HEADER_FEATURE]),
-        agent=_text(found[_AGENT]),
-        has_explicit_run=explicit_run,
-        dedup_key=trace_id + span_id,
-    )
+
+    provider = request_model = response_model = server_address = fingerprint = budget_decision = None
+    tool_name = tool_args_hash = cost = cost_source = step = None
+    input_tokens = output_tokens = cache_read = cache_creation = reasoning = 0
     if is_llm:
-        record.provider = _text(found[_PROVIDER]) or _text(found[_SYSTEM])
-        record.request_model = _text(found[_REQ_MODEL])
-        record.response_model = _text(found[_RESP_MODEL])
-        record.input_tokens = _count(found[_IN], attr.GEN_AI_USAGE_INPUT_TOKENS) or _count(
-            found[_PROMPT], attr.GEN_AI_USAGE_PROMPT_TOKENS)
-        record.output_tokens = _count(found[_OUT], attr.GEN_AI_USAGE_OUTPUT_TOKENS) or _count(
-            found[_COMPLETION], attr.GEN_AI_USAGE_COMPLETION_TOKENS)
-        record.cache_read_tokens = _count(found[_CACHE_READ], attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
-        record.cache_creation_tokens = _count(
-            found[_CACHE_CREATION], attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
-        ) or _count(found[_CACHE_WRITE], attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS)
-        record.reasoning_tokens = _count(found[_REASONING], attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
-        record.server_address = _text(found[_SERVER_ADDRESS])
-        step = found[_STEP]
-        if isinstance(step, int) and not isinstance(step, bool) and 0 < step <= MAX_TOKENS:
-            record.step = step
-        record.fingerprint = _text(found[_FINGERPRINT], 128)
-        record.budget_decision = _text(found[_BUDGET_DECISION], 32)
-        _reported_cost(record, found)
+        value = found[_PROVIDER]
+        if value is None:
+            value = found[_SYSTEM]
+        provider = None if value is None else _label(value)
+        value = found[_REQ_MODEL]
+        request_model = None if value is None else _label(value)
+        value = found[_RESP_MODEL]
+        response_model = None if value is None else _label(value)
+        value = found[_IN]
+        if value is None:
+            value = found[_PROMPT]
+        input_tokens = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_INPUT_TOKENS)
+        value = found[_OUT]
+        if value is None:
+            value = found[_COMPLETION]
+        output_tokens = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_OUTPUT_TOKENS)
+        value = found[_CACHE_READ]
+        cache_read = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
+        value = found[_CACHE_CREATION]
+        if value is None:
+            value = found[_CACHE_WRITE]
+        cache_creation = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
+        value = found[_REASONING]
+        reasoning = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
+        value = found[_SERVER_ADDRESS]
+        server_address = None if value is None else _label(value)
+        value = found[_STEP]
+        if value.__class__ is int and 0 < value <= MAX_TOKENS:
+            step = value
+        value = found[_FINGERPRINT]
+        fingerprint = None if value is None else _label(value, 128)
+        value = found[_BUDGET_DECISION]
+        budget_decision = None if value is None else _label(value, 32)
+        cost, cost_source = _reported_cost(found)
     elif operation == attr.OPERATION_EXECUTE_TOOL:
-        record.tool_name = _text(found[_TOOL_NAME])
+        value = found[_TOOL_NAME]
+        tool_name = None if value is None else _label(value)
         arguments = found[_TOOL_ARGS]
         if arguments is not None:
-            encoded = arguments.encode("utf-8", "replace") if isinstance(arguments, str) else repr(
-                arguments).encode()
-            record.tool_args_hash = hashlib.blake2b(encoded, digest_size=8).hexdigest()
-    error_type = _text(found[_ERROR_TYPE], 128)
-    if error_type is None:
+            encoded = (arguments.encode("utf-8", "replace") if isinstance(arguments, str)
+                       else repr(arguments).encode())
+            tool_args_hash = hashlib.blake2b(encoded, digest_size=8).hexdigest()
+    error_type = found[_ERROR_TYPE]
+    if error_type is not None:
+        error_type = _label(error_type, 128)
+    else:
         http_status = found[_HTTP_STATUS]
-        if isinstance(http_status, int) and http_status >= 400:
+        if http_status.__class__ is int and http_status >= 400:
             error_type = str(http_status)
         elif status_code == _STATUS_ERROR:
             error_type = "error"
-    record.error_type = error_type
-    return record
+    name = span.name
+    return SpanRecord(
+        tenant, run_id, trace_id.hex(), span_id.hex(), parent.hex() if parent else "",
+        name if len(name) <= MAX_LABEL_CHARS else name[:MAX_LABEL_CHARS], span.kind, start, end,
+        status_code, is_llm, is_run_root, operation, provider, request_model, response_model, feature,
+        agent, input_tokens, output_tokens, cache_read, cache_creation, reasoning, cost, cost_source, step,
+        fingerprint, error_type, tool_name, tool_args_hash, budget_decision, server_address, explicit_run,
+        start.to_bytes(8, "big") + trace_id + span_id, (resource_attributes, span),
+    )
 
 
-def _reported_cost(record: SpanRecord, found: list[Any]) -> None:
-    cost = _money(found[_COST_USD])
-    if cost is not None:
-        source = _text(found[_COST_SOURCE], 32)
-        record.cost_usd = cost
-        record.cost_source = source if source in _COST_SOURCES else "price_table"
-        return
-    currency = _text(found[_COST_CURRENCY], 16)
-    if currency is None or currency.upper() == "USD":
-        cost = _money(found[_COST_AMOUNT])
-        if cost is None:
-            cost = _money(found[_COST])
+def _reported_cost(found: list[Any]) -> tuple[Decimal | None, str | None]:
+    value = found[_COST_USD]
+    if value is not None:
+        cost = _money(value)
         if cost is not None:
-            record.cost_usd = cost
-            record.cost_source = "provider"
-
-
+            source = found[_COST_SOURCE]
+            return cost, source if source in _COST_SOURCES else "price_table"
+    currency = found[_COST_CURRENCY]
+    if currency is None or (isinstance(currency, str) and currency.upper() == "USD"):
+        value = found[_COST_AMOUNT]
+        cost = None if value is None else _money(value)
+        if cost is None:
+            value = found[_COST]
+            cost = None if value is None else _money(value)
+        if cost is not None:
+            return cost, "provider"
+    return None, None

@@ -222,14 +222,12 @@ class Ingest:
 
     def _delete_old(self, now: float) -> None:
         runs_before = now - self._retention
-        seen_before = int((now - self._dedup_retention) * 1_000_000)
+        seen_before = int((now - self._dedup_retention) * 1e9).to_bytes(8, "big")
 
         def delete(uow: UnitOfWork) -> None:
             uow.execute("DELETE FROM runs WHERE last_seen < ? AND status != ?", (runs_before, ACTIVE))
-            uow.execute(
-                "DELETE FROM spans_seen WHERE k IN (SELECT k FROM spans_seen WHERE t < ? LIMIT 100000)",
-                (seen_before,),
-            )
+            # Keys start with the span's start time: old marks are one range of the index.
+            uow.execute("DELETE FROM spans_seen WHERE k < ?", (seen_before,))
 
         self._process([_Item(job=delete)])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import sys
 from decimal import Decimal
 
 from cognocient_otel.pricing import PriceBook, TokenUsage
@@ -106,60 +106,73 @@ class RollupStage(Stage):
 
     def process(self, batch: SpanBatch) -> None:
         uow = batch.uow
-        if uow is None or not batch.records:
+        records = batch.records
+        if uow is None or not records:
             return
         now = uow.now
+        uow.prefetch({(record.tenant, record.run_id) for record in records})
         runs: dict[tuple[str, str], RunRollup | None] = {}
-        cost_deltas: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
-        call_deltas: dict[tuple[str, ...], float] = defaultdict(float)
-        token_deltas: dict[tuple[str, ...], float] = defaultdict(float)
-        unpriced: dict[tuple[str, ...], float] = defaultdict(float)
-        for record in batch.records:
+        # Per (feature, agent, provider, model): [cost, calls, input, output, cache_read,
+        # cache_creation, reasoning, unpriced calls]; turned into counter deltas once per batch.
+        llm: dict[tuple[str, str, str, str], list] = {}
+        for record in records:
             key = (record.tenant, record.run_id)
-            creates = record.is_llm or record.has_explicit_run or record.operation in _RUN_OPERATIONS
-            run = runs.get(key)
+            run = runs.get(key, _MISSING)
+            if run is _MISSING:
+                creates = record.is_llm or record.has_explicit_run or record.operation in _RUN_OPERATIONS
+                run = runs[key] = uow.run_for(record) if creates else uow.run(key)
+                if run is not None:
+                    run.last_seen = now
+                    if run.status == EXPIRED:  # it was only slow: a new span proves it alive
+                        run.status = ACTIVE
+                        run.ended_at = None
             if run is None:
-                run = uow.run_for(record) if creates else uow.run(key)
-                runs[key] = run
-                if run is None:
-                    continue
-                run.last_seen = now
-                if run.status == EXPIRED:  # it was only slow: a new span proves it alive
-                    run.status = ACTIVE
-                    run.ended_at = None
-            if record.feature and (run.feature is None or record.is_run_root):
-                run.feature = record.feature
-            if record.agent and (run.agent is None or record.is_run_root):
-                run.agent = record.agent
+                continue
+            feature = record.feature
+            if feature is not None and (run.feature is None or record.is_run_root) and run.feature != feature:
+                run.feature = sys.intern(feature)  # one copy of each name, however many runs
+            agent = record.agent
+            if agent is not None and (run.agent is None or record.is_run_root) and run.agent != agent:
+                run.agent = sys.intern(agent)
             if record.is_llm:
                 run.add_call(record)
-                labels = (record.feature or run.feature or UNKNOWN, run.agent or record.agent or UNKNOWN,
-                          record.provider or UNKNOWN, record.model or UNKNOWN)
-                cost_deltas[labels] += record.cost_usd or Decimal(0)
-                call_deltas[labels] += 1
-                for token_type, count in (
-                    ("input", record.input_tokens), ("output", record.output_tokens),
-                    ("cache_read", record.cache_read_tokens),
-                    ("cache_creation", record.cache_creation_tokens),
-                    ("reasoning", record.reasoning_tokens),
-                ):
-                    if count:
-                        token_deltas[(*labels, token_type)] += count
+                model = record.response_model or record.request_model or UNKNOWN
+                labels = (feature or run.feature or UNKNOWN, run.agent or record.agent or UNKNOWN,
+                          record.provider or UNKNOWN, model)
+                totals = llm.get(labels)
+                if totals is None:
+                    totals = llm[labels] = [_ZERO, 0, 0, 0, 0, 0, 0, 0]
+                if record.cost_usd is not None:
+                    totals[0] += record.cost_usd
+                totals[1] += 1
+                totals[2] += record.input_tokens
+                totals[3] += record.output_tokens
+                totals[4] += record.cache_read_tokens
+                totals[5] += record.cache_creation_tokens
+                totals[6] += record.reasoning_tokens
                 if record.cost_source == "unknown_model":
-                    unpriced[(labels[2], labels[3])] += 1
+                    totals[7] += 1
             if record.is_run_root:
                 uow.end_run(run, FINISHED)
-        stats = self.stats
+        if llm:
+            uow.after_commit(lambda: _count_calls(self.stats, llm))
 
-        def count() -> None:
-            stats.llm_cost.inc_many({labels: float(amount) for labels, amount in cost_deltas.items()})
-            stats.llm_calls.inc_many(call_deltas)
-            stats.llm_tokens.inc_many(token_deltas)
-            if unpriced:
-                stats.llm_unpriced_calls.inc_many(unpriced)
 
-        if call_deltas:
-            uow.after_commit(count)
+_ZERO = Decimal(0)
+_MISSING = object()
+_TOKEN_TYPES = ((2, "input"), (3, "output"), (4, "cache_read"), (5, "cache_creation"), (6, "reasoning"))
+
+
+def _count_calls(stats: CollectorStats, llm: dict[tuple[str, str, str, str], list]) -> None:
+    stats.llm_cost.inc_many({labels: float(totals[0]) for labels, totals in llm.items()})
+    stats.llm_calls.inc_many({labels: totals[1] for labels, totals in llm.items()})
+    stats.llm_tokens.inc_many({
+        (*labels, token_type): totals[index]
+        for labels, totals in llm.items() for index, token_type in _TOKEN_TYPES if totals[index]
+    })
+    unpriced = {(labels[2], labels[3]): totals[7] for labels, totals in llm.items() if totals[7]}
+    if unpriced:
+        stats.llm_unpriced_calls.inc_many(unpriced)
 
 
 _RUN_OPERATIONS = frozenset({attr.OPERATION_INVOKE_AGENT, attr.OPERATION_EXECUTE_TOOL})

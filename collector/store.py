@@ -43,8 +43,9 @@ SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
--- One row per (trace id, span id) counted: 16 + 8 id bytes, and the microsecond stamp of the batch
--- that counted it (dedup and retention). WITHOUT ROWID keeps it a single B-tree keyed by the ids.
+-- One row per span counted: key = start time (8 bytes, big-endian) + trace id + span id (see
+-- SpanRecord.dedup_key), and the microsecond stamp of the batch that counted it. WITHOUT ROWID
+-- keeps it a single B-tree keyed by the ids; old marks are a range at its left edge.
 CREATE TABLE IF NOT EXISTS spans_seen (k BLOB PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     tenant TEXT NOT NULL,
@@ -78,6 +79,7 @@ CREATE INDEX IF NOT EXISTS runs_by_last_seen ON runs (last_seen);
 _UPSERT_RUN = (
     f"INSERT OR REPLACE INTO runs ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 )
+_MODELS_COLUMN = ROW_COLUMNS.index("models")
 _SELECT_RUN = f"SELECT {', '.join(ROW_COLUMNS)} FROM runs"
 
 
@@ -100,7 +102,7 @@ class Store:
             # survives power loss, at the price of an fsync per group commit.
             self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self.conn.execute("PRAGMA busy_timeout=5000")
-            self.conn.execute("PRAGMA cache_size=-32000")
+            self.conn.execute("PRAGMA cache_size=-16000")
             self.conn.executescript(_SCHEMA)
             self.conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -118,6 +120,19 @@ class Store:
             f"{_SELECT_RUN} WHERE status = ? UNION {_SELECT_RUN} WHERE last_seen >= ?", (ACTIVE, since)
         ).fetchall()
         return [RunRollup.from_row(row) for row in rows]
+
+    def load_runs_by_key(self, keys: list[RunKey]) -> list[RunRollup]:
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, run_id in keys:
+            by_tenant.setdefault(tenant, []).append(run_id)
+        runs = []
+        for tenant, run_ids in by_tenant.items():
+            marks = ", ".join("?" * len(run_ids))
+            rows = self.conn.execute(
+                f"{_SELECT_RUN} WHERE tenant = ? AND run_id IN ({marks})", (tenant, *run_ids)
+            ).fetchall()
+            runs.extend(RunRollup.from_row(row) for row in rows)
+        return runs
 
     def load_run(self, key: RunKey) -> RunRollup | None:
         row = self.conn.execute(f"{_SELECT_RUN} WHERE tenant = ? AND run_id = ?", key).fetchone()
@@ -146,6 +161,8 @@ class UnitOfWork:
         self.state = state
         self.now = time.time() if now is None else now
         self._staged: dict[RunKey, RunRollup] = {}
+        self._loaded: dict[RunKey, RunRollup] = {}  # prefetched from the store, not yet staged
+        self._absent: set[RunKey] = set()  # known not to be in the store (in this transaction)
         self._ended: list[RunRollup] = []
         self._callbacks: list[AfterCommit] = []
         self._open = False
@@ -158,10 +175,13 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Write the staged runs, commit, publish them to memory, run the after-commit callbacks."""
-        if self._staged:
-            self.conn.executemany(_UPSERT_RUN, [run.to_row() for run in self._staged.values()])
+        rows = [run.to_row() for run in self._staged.values()]
+        if rows:
+            self.conn.executemany(_UPSERT_RUN, rows)
         self.conn.execute("COMMIT")
         self._open = False
+        for run, row in zip(self._staged.values(), rows, strict=True):
+            run.compact(row[_MODELS_COLUMN])  # at rest in memory, the per-model breakdown stays JSON
         self.state.publish(self._staged)
         for callback in self._callbacks:
             try:
@@ -174,18 +194,36 @@ class UnitOfWork:
             self.conn.execute("ROLLBACK")
             self._open = False
         self._staged.clear()
+        self._loaded.clear()
+        self._absent.clear()
         self._ended.clear()
         self._callbacks.clear()
 
     # -- what stages use ----------------------------------------------------------------------------
+
+    def prefetch(self, keys: Iterable[RunKey]) -> None:
+        """Load in one query the runs of `keys` that are neither staged nor in memory.
+
+        Most runs of a batch are in memory (active); a new run's key is looked up in the store
+        once per batch here rather than once per run with a query each.
+        """
+        wanted = [key for key in keys
+                  if key not in self._staged and key not in self._absent and self.state.get(key) is None]
+        for offset in range(0, len(wanted), 400):
+            chunk = wanted[offset:offset + 400]
+            for run in self.store.load_runs_by_key(chunk):
+                self._loaded[run.key] = run
+            self._absent.update(key for key in chunk if key not in self._loaded)
 
     def run(self, key: RunKey) -> RunRollup | None:
         """The run staged in this transaction (a private copy), or None when it does not exist."""
         staged = self._staged.get(key)
         if staged is not None:
             return staged
-        committed = self.state.get(key)
+        committed = self.state.get(key) or self._loaded.pop(key, None)
         if committed is None:
+            if key in self._absent:
+                return None
             committed = self.store.load_run(key)
             if committed is None:
                 return None
@@ -198,6 +236,7 @@ class UnitOfWork:
         run = self._staged.get(key) or self.run(key)
         if run is None:
             run = self._staged[key] = RunRollup(record.tenant, record.run_id, last_seen=self.now)
+            self._absent.discard(key)
         return run
 
     def end_run(self, run: RunRollup, status: str) -> None:
