@@ -13,7 +13,7 @@ Grafana variables are not PromQL: `grafana_to_promql()` substitutes them first.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,15 +34,32 @@ _VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 _PLAIN_NAME_ALTERNATIVES = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\|[a-zA-Z_:][a-zA-Z0-9_:]*)*$")
 
 
-def grafana_to_promql(expr: str, variable_value: str = ".*") -> str:
-    """The expression Grafana would send with every template variable at "All" (`.*`).
+def _regex_escape(value: str) -> str:
+    """Grafana's escaping of a value for a regex matcher inside a PromQL string literal.
 
-    Interval variables become fixed durations; any other `$name` or `${name}` becomes
-    `variable_value`, which fits the `=~"$name"` matchers the dashboards use.
+    The regex needs `\\.`; written in a PromQL string that backslash is doubled (`\\\\.`).
+    """
+    return "".join("\\\\" + char if char in "$^*{}[]'+?.()|\\" else char for char in value)
+
+
+def grafana_to_promql(expr: str, selected: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The expression Grafana sends: variables at "All" (`.*`) unless `selected` names values.
+
+    Interval variables become fixed durations. A variable with selected values becomes what
+    Grafana writes into a regex matcher: one value regex-escaped, several as `(a|b)`.
     """
     for variable, duration in GRAFANA_INTERVALS.items():
         expr = expr.replace(variable, duration)
-    return _VARIABLE.sub(variable_value, expr)
+    chosen = selected or {}
+
+    def value(match: re.Match[str]) -> str:
+        values = chosen.get(match.group(1) or match.group(2))
+        if not values:
+            return ".*"
+        escaped = [_regex_escape(item) for item in values]
+        return escaped[0] if len(escaped) == 1 else f"({'|'.join(escaped)})"
+
+    return _VARIABLE.sub(value, expr)
 
 
 def variables_used(expr: str) -> set[str]:

@@ -128,3 +128,11 @@ def test_the_check_catches_undeclared_names(
 def test_variable_query_check_catches_an_undeclared_label(declared: dict[str, frozenset[str]]) -> None:
     assert variable_query_problems("label_values(cognocient_waste_flags_total, agent)", declared)
     assert variable_query_problems("label_values(agent)", declared)
+
+
+def test_selected_variable_values_are_escaped_like_grafana_does(declared: dict[str, frozenset[str]]) -> None:
+    expr = grafana_to_promql('cognocient_collector_queue_depth{instance=~"$instance"}',
+                             {"instance": ["10.0.0.1:9464", "b"]})
+    assert expr == 'cognocient_collector_queue_depth{instance=~"(10\\\\.0\\\\.0\\\\.1:9464|b)"}'
+    assert problems(expr, declared) == []
+    assert grafana_to_promql("rate(x[$__rate_interval]) offset $__range") == "rate(x[1m]) offset 1h"

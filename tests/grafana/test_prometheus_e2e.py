@@ -127,6 +127,32 @@ def test_every_panel_query_returns_data(stack: Stack) -> None:
     assert checked >= 40
 
 
+def _series_labels(answer: dict) -> list[dict]:
+    return [series["metric"] for series in answer["data"]["result"]]
+
+
+def test_a_variable_selection_filters_every_panel(stack: Stack) -> None:
+    """Two features selected, one instance (a value with regex characters): only they show."""
+    features = ["research", "support"]
+    selected = {"feature": features, "instance": [f"127.0.0.1:{stack.collector.metrics_port}"]}
+    with_data = set()
+    for name, board in load_dashboards().items():
+        for panel in panels_with_queries(board):
+            for target in panel["targets"]:
+                answer = stack.prometheus.query(grafana_to_promql(target["expr"], selected))
+                assert answer["status"] == "success", (name, panel["title"], answer)
+                for labels in _series_labels(answer):
+                    assert labels.get("feature", "research") in features, (name, panel["title"], labels)
+                if _has_data(answer):
+                    with_data.add((name, panel["title"]))
+    assert {("agent-run-cost.json", "Spend rate by feature"),
+            ("agent-run-cost.json", "Most expensive runs right now"),
+            ("agent-run-cost.json", "Run cost p50 / p95 / p99 by feature"),
+            ("collector-health.json", "Spans in and out")} <= with_data
+    # document-processor, the only feature with a waste flag, is not selected.
+    assert ("agent-run-cost.json", "Waste flags by kind") not in with_data
+
+
 def test_every_template_variable_has_values(stack: Stack) -> None:
     for name, board in load_dashboards().items():
         for variable in board["templating"]["list"]:
