@@ -102,3 +102,13 @@ def test_compose_collector_config_is_valid_and_reachable(compose: dict) -> None:
     assert config.receivers.otlp.http.endpoint.startswith("0.0.0.0:")
     published = {port.split(":")[1] for port in service["ports"]}
     assert {"4317", "4318", "9464"} <= published
+
+
+def test_compose_python_services_install_what_the_checkout_has(compose: dict) -> None:
+    for name in ("collector", "demo"):
+        command = " ".join(compose["services"][name]["command"])
+        copied = [word[len("/src/"):] for word in command.split() if word.startswith("/src/")]
+        assert copied, name
+        for relative in copied:
+            assert (GRAFANA_DIR.parent / relative).exists(), f"{name} copies /src/{relative}: missing"
+        assert _mounts(compose["services"][name])["/src"] == GRAFANA_DIR.parent, name
