@@ -61,13 +61,21 @@ class LedgerTxn(Protocol):
     """
 
     def spend(self, key: str) -> Decimal: ...
-    def add_spend(self, key: str, amount: Decimal, *, keep_until: float) -> None: ...
+    def spends(self, keys: list[str]) -> dict[str, Decimal]: ...
+    def add_spends(self, amounts: dict[str, tuple[Decimal, float]]) -> None:
+        """Add to each key's spend: {key: (amount, keep_until)}."""
+        ...
+
     def reserved(self, key: str, now: float) -> Decimal: ...
+    def reserved_many(self, keys: list[str], now: float) -> dict[str, Decimal]: ...
     def reservation(self, reservation_id: str, now: float) -> Reservation | None: ...
     def put_reservation(self, reservation: Reservation) -> None: ...
     def drop_reservation(self, reservation: Reservation) -> None: ...
     def is_accounted(self, span_id: str) -> bool: ...
-    def mark_accounted(self, span_id: str, *, keep_until: float) -> None: ...
+    def mark_accounted(self, span_id: str, *, keep_until: float) -> bool:
+        """Remember the span id as counted; False if it already was (then count nothing)."""
+        ...
+
     def run_block(self, key: str) -> RunBlock | None: ...
     def set_run_block(self, key: str, block: RunBlock, *, keep_until: float) -> None: ...
 
@@ -142,21 +150,18 @@ class Ledger:
             if not request.run_id:
                 return CheckAnswer(decision="allow", reason="settled; no call to decide")
 
+            # One read of every key's spend and reservations (a check must answer in < 1 ms).
+            keys = [window_key(budget.name, window, period) for budget, window, period, _ in windows]
+            keys += [run] if run is not None else []
+            spent, reserved = txn.spends(keys), txn.reserved_many(keys, now)
             states = [
-                LimitState(
-                    budget,
-                    window,
-                    limit,
-                    txn.spend(key := window_key(budget.name, window, period)),
-                    txn.reserved(key, now),
-                    period,
-                )
-                for budget, window, period, limit in windows
+                LimitState(budget, window, limit, spent[key], reserved[key], period)
+                for key, (budget, window, period, limit) in zip(keys, windows, strict=False)
             ]
             run_spent = run_reserved = ZERO
             block = None
             if run is not None:
-                run_spent, run_reserved, block = txn.spend(run), txn.reserved(run, now), txn.run_block(run)
+                run_spent, run_reserved, block = spent[run], reserved[run], txn.run_block(run)
                 states += [
                     LimitState(budget, "per_run", budget.per_run_limit_usd, run_spent, run_reserved)
                     for budget in budgets
@@ -224,11 +229,9 @@ class Ledger:
             txn.put_reservation(Reservation(held.id, held.keys, remaining, held.expires_at))
         else:
             txn.drop_reservation(held)
-        if txn.is_accounted(span_id):
-            return
-        txn.mark_accounted(span_id, keep_until=now + ACCOUNTED_RETENTION_SECONDS)
-        for key in held.keys:
-            txn.add_spend(key, actual, keep_until=self._keep_until(key, now))
+        if not txn.mark_accounted(span_id, keep_until=now + ACCOUNTED_RETENTION_SECONDS):
+            return  # its span (or an earlier settlement) was counted already
+        txn.add_spends({key: (actual, self._keep_until(key, now)) for key in held.keys})
 
     def _keep_until(self, key: str, now: float) -> float:
         if key.startswith("run/"):
@@ -255,17 +258,21 @@ class Ledger:
         def operation(txn: LedgerTxn) -> list[tuple[SpanCost, RunBlock]]:
             blocked: list[tuple[SpanCost, RunBlock]] = []
             for span in spans:
-                if txn.is_accounted(span.span_id):
-                    continue
-                txn.mark_accounted(span.span_id, keep_until=now + ACCOUNTED_RETENTION_SECONDS)
+                if not txn.mark_accounted(span.span_id, keep_until=now + ACCOUNTED_RETENTION_SECONDS):
+                    continue  # settled through a check, or delivered again
                 budgets = self.applicable(tenant=span.tenant, feature=span.feature, agent=span.agent)
                 windows, run = self._keys(budgets, moment, span.tenant, span.run_id)
-                for budget, window, period, _ in windows:
-                    key = window_key(budget.name, window, period)
-                    txn.add_spend(key, span.cost_usd, keep_until=self._keep_until(key, now))
+                amounts = {
+                    key: (span.cost_usd, self._keep_until(key, now))
+                    for key in [
+                        window_key(budget.name, window, period) for budget, window, period, _ in windows
+                    ]
+                }
+                if run is not None:
+                    amounts[run] = (span.cost_usd, now + RUN_RETENTION_SECONDS)
+                txn.add_spends(amounts)
                 if run is None:
                     continue
-                txn.add_spend(run, span.cost_usd, keep_until=now + RUN_RETENTION_SECONDS)
                 if txn.run_block(run) is not None:
                     continue
                 spent = txn.spend(run)

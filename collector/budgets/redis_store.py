@@ -83,6 +83,16 @@ class RedisLedgerTxn:
 
         return self._read(name, fetch)
 
+    def spends(self, keys: list[str]) -> dict[str, Decimal]:
+        return {key: self.spend(key) for key in keys}
+
+    def add_spends(self, amounts: dict[str, tuple[Decimal, float]]) -> None:
+        for key, (amount, keep_until) in amounts.items():
+            self.add_spend(key, amount, keep_until=keep_until)
+
+    def reserved_many(self, keys: list[str], now: float) -> dict[str, Decimal]:
+        return {key: self.reserved(key, now) for key in keys}
+
     def reserved(self, key: str, now: float) -> Decimal:
         return sum((usd for usd, expires_at in self._held(key).values() if expires_at > now), ZERO)
 
@@ -138,11 +148,14 @@ class RedisLedgerTxn:
         name = f"{self._p}:acct:{span_id}"
         return bool(self._read(name, lambda: self._pipe.exists(name)))
 
-    def mark_accounted(self, span_id: str, *, keep_until: float) -> None:
+    def mark_accounted(self, span_id: str, *, keep_until: float) -> bool:
+        if self.is_accounted(span_id):
+            return False
         name = f"{self._p}:acct:{span_id}"
         self._values[name] = 1
         ttl = self._ttl(keep_until)
         self.writes.append(lambda pipe: pipe.set(name, "1", ex=ttl))
+        return True
 
     def run_block(self, key: str) -> RunBlock | None:
         name = f"{self._p}:block:{key}"
