@@ -23,13 +23,14 @@ _ZERO = Decimal(0)
 
 
 class Allowance:
-    __slots__ = ("_lock", "closed", "deadline", "in_flight", "remaining", "reservation_id")
+    __slots__ = ("_lock", "closed", "deadline", "in_flight", "last_used", "remaining", "reservation_id")
 
     def __init__(self, reservation_id: str, amount: Decimal, ttl_seconds: float) -> None:
         self.reservation_id = reservation_id
         self.remaining = amount
         self.deadline = time.monotonic() + ttl_seconds / 2
         self.in_flight = 0
+        self.last_used = time.monotonic()
         self.closed = False
         self._lock = threading.Lock()
 
@@ -40,7 +41,13 @@ class Allowance:
                 return False
             self.remaining -= estimate
             self.in_flight += 1
+            self.last_used = time.monotonic()
             return True
+
+    def idle_for(self, seconds: float) -> bool:
+        """Nothing in flight and nothing taken for `seconds`: the run has probably ended."""
+        with self._lock:
+            return self.in_flight == 0 and time.monotonic() - self.last_used >= seconds
 
     def call_done(self, overrun: Decimal = _ZERO) -> bool:
         """A call taken from this allowance (or the call that made it) finished; `overrun` is

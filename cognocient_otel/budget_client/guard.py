@@ -30,7 +30,8 @@ class RemoteBudgetGuard(BudgetGuard):
 
     `allowance_calls`: how many more calls like this one to ask headroom for (0 turns allowances
     off: every call asks the collector). `flush_interval_seconds`: how often finished calls are
-    reported when no check is made (0: only with checks and `flush()`).
+    reported when no check is made (0: only with checks and `flush()`); the same loop releases
+    allowances unused for `idle_release_seconds`.
     """
 
     name = "remote"
@@ -42,12 +43,14 @@ class RemoteBudgetGuard(BudgetGuard):
         allowance_calls: int = 4,
         tenant: str = "",
         flush_interval_seconds: float = 1.0,
+        idle_release_seconds: float = 2.0,
     ) -> None:
         if allowance_calls < 0:
             raise ValueError(f"allowance_calls: must be >= 0, got {allowance_calls}")
         self.client = client
         self.allowance_calls = allowance_calls
         self.tenant = tenant
+        self.idle_release_seconds = idle_release_seconds
         self._allowances: dict[str, Allowance] = {}
         # span id -> (allowance or None, estimate): what after_call must settle.
         self._in_flight: dict[str, tuple[Allowance | None, str, Decimal]] = {}
@@ -127,11 +130,16 @@ class RemoteBudgetGuard(BudgetGuard):
 
     def _flush_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            if self.client.has_pending():
-                try:
+            try:
+                # A run that ended here leaves its allowance reserved at the collector, where it
+                # narrows shared windows for others: release allowances nobody used for a while.
+                for run_id, allowance in list(self._allowances.items()):
+                    if allowance.idle_for(self.idle_release_seconds):
+                        self.forget_run(run_id)
+                if self.client.has_pending():
                     self.client.flush()
-                except Exception:  # never let the background reporter die
-                    logger.exception("budget settlements flush failed")
+            except Exception:  # never let the background reporter die
+                logger.exception("budget settlements flush failed")
 
     def close(self) -> None:
         """Stop the background reporter and send what is queued."""

@@ -170,3 +170,26 @@ def test_calls_costing_more_than_estimated_use_up_the_allowance_faster(service):
     # the overruns of the calls an allowance covered.
     assert spent <= D("1.50") + D("0.20") - D("0.05"), (sent, spent)
     guard.close()
+
+
+def test_an_idle_allowance_is_released_for_other_runs(service):
+    guard = RemoteBudgetGuard(
+        BudgetClient(service.endpoint, timeout_seconds=2),
+        allowance_calls=4,
+        flush_interval_seconds=0.05,
+        idle_release_seconds=0.1,
+    )
+    call = planned("r6", "0.10")
+    assert guard.before_call(call).allowed
+    guard.after_call(call, D("0.10"))
+    ledger = service.checker.ledger
+    held = ledger.store.run(lambda txn: txn.reserved("run/default/r6", 0), now=ledger.clock().timestamp())
+    assert held > 0  # the allowance for the run's next calls
+    import time
+
+    deadline = time.monotonic() + 5
+    while ledger.store.run(lambda txn: txn.reserved("run/default/r6", 0), now=ledger.clock().timestamp()) > 0:
+        assert time.monotonic() < deadline, "the idle allowance was never released"
+        time.sleep(0.02)
+    assert ledger.run_state(tenant="default", run_id="r6")[0] == D("0.10")
+    guard.close()

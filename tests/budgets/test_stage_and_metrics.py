@@ -150,3 +150,27 @@ def test_metrics_follow_the_catalog(tmp_path, clock):
     )
     runtime.close()
     store.close()
+
+
+def test_stage_with_the_ledger_in_redis(tmp_path, clock, redis_url, monkeypatch):
+    from collector.budgets.runtime import REDIS_URL_ENV
+
+    monkeypatch.setenv(REDIS_URL_ENV, redis_url)
+    path = str(tmp_path / "collector.db")
+    store, state = Store(path), RunState()
+    runtime = BudgetRuntime.build(BUDGETS, store_path=path, clock=clock)
+    assert type(runtime.ledger.store).__name__ == "RedisLedgerStore"
+    stage = runtime.stage_factory(None)
+    stage.setup(store)
+    run_id = f"redis-{id(runtime)}"
+    ingest(store, state, stage, [llm("q1", run_id, "0.3", 1), llm("q2", run_id, "0.3", 2)])
+    ingest(store, state, stage, [llm("q2", run_id, "0.3", 2)])  # redelivered
+    spent, block = runtime.ledger.run_state(tenant="default", run_id=run_id)
+    assert spent == D("0.6") and block.step == 2
+    assert store.load_run(("default", run_id)).blocked_by == {"budget": "docs", "step": 2}
+    answer = runtime.checker.check(
+        CheckRequest(run_id=run_id, tenant="default", feature="docs", span_id="q3")
+    )
+    assert answer.decision == "block"
+    runtime.close()
+    store.close()
