@@ -18,6 +18,7 @@ make a baseline taken mid-run look small, or a streak look unbroken.
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import pairwise
 from statistics import median
 
 from collector.waste.config import ContextBloatConfig
@@ -29,39 +30,85 @@ __all__ = ["detect_context_bloat"]
 
 
 def detect_context_bloat(
-    timeline: Timeline, config: ContextBloatConfig, *, settled: int | None = None
+    timeline: Timeline,
+    config: ContextBloatConfig,
+    *,
+    settled: int | None = None,
+    growth_from: int = 0,
+    window_from: int = 0,
 ) -> WasteFlag | None:
     """The first call of the run (in timeline order) at which either check holds, or None.
 
     The growth check reads only the first `settled` calls (see `Timeline.settled()`); the
-    window check concerns one call alone and reads them all.
+    window check concerns one call alone and reads them all. `growth_from` / `window_from` say
+    how many leading calls (in this same order) an earlier pass already found clean: a check at
+    call n reads calls up to n only, so they need not be read again.
     """
     limit = len(timeline) if settled is None else settled
-    candidates = [flag for flag in (_growth(timeline, config, limit), _window(timeline, config)) if flag]
+    candidates = [flag for flag in (_growth(timeline, config, limit, growth_from),
+                                    _window(timeline, config, window_from)) if flag]
     if not candidates:
         return None
     return min(candidates, key=lambda flag: flag.details["position"])
 
 
-def _growth(timeline: Timeline, config: ContextBloatConfig, limit: int) -> WasteFlag | None:
-    series = [index for index, call in enumerate(timeline.ordered[:limit]) if call.input_tokens > 0]
-    if len(series) <= config.baseline_steps:
+def _growth(timeline: Timeline, config: ContextBloatConfig, limit: int, start: int) -> WasteFlag | None:
+    ordered = timeline.ordered
+    baseline_calls = _with_tokens(range(limit), ordered, config.baseline_steps)
+    if len(baseline_calls) < config.baseline_steps:
         return None
-    inputs = [timeline.ordered[index].input_tokens for index in series]
-    baseline = median(inputs[: config.baseline_steps])
-    step_factor = 1.0 + config.min_step_growth
+    baseline = median(ordered[index].input_tokens for index in baseline_calls)
+    threshold = config.growth_factor * baseline
+    factor = 1.0 + config.min_step_growth
+    first = max(start, baseline_calls[-1] + 1)  # the flagged call comes after the baseline calls
+    # The streak of growing calls that ends just before `first` (only whether it reaches
+    # growing_steps matters, so at most that many calls back are read).
+    previous = _with_tokens(range(first - 1, -1, -1), ordered, config.growing_steps + 1)
     streak = 0
-    for j in range(1, len(inputs)):
-        grew = inputs[j] > inputs[j - 1] and inputs[j] >= inputs[j - 1] * step_factor
-        streak = streak + 1 if grew else 0
-        if (
-            j >= config.baseline_steps
-            and streak >= config.growing_steps
-            and inputs[j] > config.growth_factor * baseline
-            and inputs[j] >= config.min_input_tokens
-        ):
-            return _growth_flag(timeline, series[j - streak : j + 1], baseline)
+    for later, earlier in pairwise(previous):
+        if not _grew(ordered[earlier].input_tokens, ordered[later].input_tokens, factor):
+            break
+        streak += 1
+    last = previous[0] if previous else None
+    for index in range(first, limit):
+        tokens = ordered[index].input_tokens
+        if tokens <= 0:
+            continue
+        if last is not None:
+            streak = streak + 1 if _grew(ordered[last].input_tokens, tokens, factor) else 0
+        last = index
+        if streak >= config.growing_steps and tokens > threshold and tokens >= config.min_input_tokens:
+            return _growth_flag(timeline, _streak_ending_at(ordered, index, factor), baseline)
     return None
+
+
+def _grew(before: int, after: int, factor: float) -> bool:
+    return after > before and after >= before * factor
+
+
+def _with_tokens(indexes: range, ordered: list, wanted: int) -> list[int]:
+    """The first `wanted` of `indexes` whose call reported input tokens."""
+    found = []
+    for index in indexes:
+        if ordered[index].input_tokens > 0:
+            found.append(index)
+            if len(found) == wanted:
+                break
+    return found
+
+
+def _streak_ending_at(ordered: list, index: int, factor: float) -> list[int]:
+    """The calls with input tokens from the last one before the growth through `index`."""
+    streak = [index]
+    for earlier in range(index - 1, -1, -1):
+        tokens = ordered[earlier].input_tokens
+        if tokens <= 0:
+            continue
+        if not _grew(tokens, ordered[streak[-1]].input_tokens, factor):
+            break  # the growth started after `earlier`: streak[-1] is the call before it
+        streak.append(earlier)
+    streak.reverse()
+    return streak
 
 
 def _growth_flag(timeline: Timeline, streak_indexes: list[int], baseline: float) -> WasteFlag:
@@ -104,11 +151,12 @@ def _excess_input_cost(timeline: Timeline, indexes: list[int], base_tokens: int)
     return total
 
 
-def _window(timeline: Timeline, config: ContextBloatConfig) -> WasteFlag | None:
+def _window(timeline: Timeline, config: ContextBloatConfig, start: int) -> WasteFlag | None:
     share_limit = config.context_window_share
     if share_limit is None:
         return None
-    for index, call in enumerate(timeline.ordered):
+    for index in range(start, len(timeline.ordered)):
+        call = timeline.ordered[index]
         window = call.context_window
         if not window or call.input_tokens <= share_limit * window:
             continue

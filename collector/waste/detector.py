@@ -21,7 +21,7 @@ from collector.waste.flags import CONTEXT_BLOAT, LOOP, RETRY_STORM, WasteFlag
 from collector.waste.loop import detect_loop
 from collector.waste.retry_storm import detect_retry_storm
 from collector.waste.state import CallEntry, Entry, RunWasteState, ToolEntry
-from collector.waste.timeline import Timeline
+from collector.waste.timeline import ScanMark, Timeline
 
 __all__ = ["WasteDetector", "failure_of"]
 
@@ -112,8 +112,7 @@ class WasteDetector:
         timeline = Timeline(state.calls)
         found: list[WasteFlag | None] = []
         if CONTEXT_BLOAT in pending:
-            settled = timeline.settled(int(self.config.late_arrival_seconds * 1e9))
-            found.append(detect_context_bloat(timeline, self.config.context_bloat, settled=settled))
+            found.append(self._context_bloat(state, timeline))
         if LOOP in pending:
             found.append(detect_loop(timeline, state.tools, self.config.loop))
         if RETRY_STORM in pending:
@@ -124,6 +123,21 @@ class WasteDetector:
         if flags and not self.wants(state):
             state.clear()
         return flags
+
+    def _context_bloat(self, state: RunWasteState, timeline: Timeline) -> WasteFlag | None:
+        # Calls found clean by an earlier batch are not read again (see `ScanMark`): the usual
+        # batch appends a call or two to a run, and the checks then read those only.
+        settled = timeline.settled(int(self.config.late_arrival_seconds * 1e9))
+        marks = state.scan_marks
+        flag = detect_context_bloat(
+            timeline, self.config.context_bloat, settled=settled,
+            growth_from=ScanMark.clean_prefix(timeline, marks.get("growth")),
+            window_from=ScanMark.clean_prefix(timeline, marks.get("window")),
+        )
+        if flag is None:
+            marks["growth"] = ScanMark.of(timeline, settled)
+            marks["window"] = ScanMark.of(timeline, len(timeline))
+        return flag
 
     def _may_repeat(self, state: RunWasteState, added: Iterable[Entry]) -> bool:
         """Whether an added call or tool call has been seen `repeats` times: only then is a loop new."""

@@ -112,6 +112,9 @@ class RunWasteState:
     # How often each successful call's fingerprint and each tool key occurs: derived from the
     # entries (never stored), so that a batch can tell in O(1) whether a loop may be new.
     _repeats: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    # How far each context-bloat check has found the run clean, and in which order (see
+    # `collector/waste/timeline.py` `ScanMark`): derived too, and simply absent after a reload.
+    scan_marks: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, entry: Entry) -> None:
         if isinstance(entry, ToolEntry):
@@ -130,13 +133,14 @@ class RunWasteState:
     def copy(self) -> RunWasteState:
         """A copy to change in a transaction that may roll back (entries are never changed)."""
         return RunWasteState(list(self.calls), list(self.tools), set(self.raised), self.truncated,
-                             dict(self._repeats))
+                             dict(self._repeats), dict(self.scan_marks))
 
     def clear(self) -> None:
         """Forget every call: once every enabled kind is raised, nothing is left to watch for."""
         self.calls.clear()
         self.tools.clear()
         self._repeats.clear()
+        self.scan_marks.clear()
 
     @staticmethod
     def entry_row(entry: Entry) -> tuple[str, str]:

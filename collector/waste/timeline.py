@@ -27,19 +27,23 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 
 from collector.waste.state import CallEntry
 
-__all__ = ["Timeline"]
+__all__ = ["ScanMark", "Timeline"]
 
 _BY_STEP = attrgetter("step", "start_ns")
+_START = attrgetter("start_ns")
 
 
 class Timeline:
     def __init__(self, calls: Sequence[CallEntry]) -> None:
         steps = {call.step for call in calls}
         self.by_step = None not in steps and len(steps) == len(calls)
+        # Steps 1..n with none missing: nothing to wait for (the usual case, checked in C).
+        self._contiguous = self.by_step and (not steps or (min(steps) == 1 and max(steps) == len(steps)))
         if self.by_step:
             self.ordered: list[CallEntry] = sorted(calls, key=_BY_STEP)
         else:
@@ -53,9 +57,9 @@ class Timeline:
 
     def settled(self, late_arrival_ns: int) -> int:
         """How many calls at the head of `ordered` no missing step can still precede."""
-        if not self.by_step or not self.ordered:
+        if not self.by_step or self._contiguous:
             return len(self.ordered)
-        newest_start = max(call.start_ns for call in self.ordered)
+        newest_start = max(map(_START, self.ordered))
         expected = 1
         waited_since = self.ordered[0].start_ns
         for index, call in enumerate(self.ordered):
@@ -89,3 +93,28 @@ class Timeline:
         for call in self._by_time:
             highest = max(highest, reported[id(call)])
             self._steps_so_far.append(highest)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanMark:
+    """"The first `count` calls were found clean", valid while they are still the first ones.
+
+    Calls are only ever added, so the first `count` calls are unchanged exactly when the order
+    is the same kind and the call that was last among them is still at position `count - 1`
+    (a call that arrived late and sorts before it would have pushed it back).
+    """
+
+    by_step: bool
+    count: int
+    last: CallEntry
+
+    @classmethod
+    def of(cls, timeline: Timeline, count: int) -> ScanMark | None:
+        return cls(timeline.by_step, count, timeline.ordered[count - 1]) if count > 0 else None
+
+    @staticmethod
+    def clean_prefix(timeline: Timeline, mark: ScanMark | None) -> int:
+        """How many leading calls of `timeline` are known clean (0 when the mark no longer holds)."""
+        if mark is None or mark.by_step != timeline.by_step or mark.count > len(timeline):
+            return 0
+        return mark.count if timeline.ordered[mark.count - 1] is mark.last else 0

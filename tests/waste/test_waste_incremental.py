@@ -70,3 +70,34 @@ def test_the_random_runs_do_raise_every_kind_of_flag():
     for seed in range(300):
         kinds.update(flag.kind for flag in _all_at_once(_random_run(random.Random(seed))))
     assert kinds == {"context_bloat", "loop", "retry_storm"}
+
+
+def _with_and_without_scan_marks(records, rng: random.Random) -> tuple[list, list]:
+    """The same batches, in an order with late arrivals, evaluated with and without the marks of
+    what earlier batches found clean."""
+    batches = []
+    pending = list(records)
+    while pending:
+        size = min(len(pending), rng.randint(1, 5))
+        # mostly in order, now and then a span from further ahead (its predecessors arrive late)
+        picks = [pending.pop(rng.randrange(len(pending)) if rng.random() < 0.3 else 0) for _ in range(size)]
+        batches.append(picks)
+    results = []
+    for forget_marks in (False, True):
+        detector = WasteDetector(WasteConfig())
+        state = RunWasteState()
+        flags = []
+        for batch in batches:
+            added = [entry for entry in (detector.record(state, record) for record in batch) if entry]
+            if forget_marks:
+                state.scan_marks.clear()
+            flags += detector.evaluate(state, added=added)
+        results.append([(flag.kind, flag.step, flag.message, flag.wasted_usd) for flag in flags])
+    return results[0], results[1]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_skipping_calls_found_clean_before_changes_nothing_even_with_late_arrivals(seed):
+    rng = random.Random(1000 + seed)
+    with_marks, without_marks = _with_and_without_scan_marks(_random_run(rng), rng)
+    assert with_marks == without_marks
