@@ -77,3 +77,20 @@ def test_bad_values_get_clear_messages(raw, message):
 
 def test_no_section_means_no_budgets():
     assert parse_budgets(None) == ()
+
+
+def test_the_collector_config_reports_the_budget_at_fault():
+    from collector.config import ConfigError, parse_config
+
+    raw = yaml.safe_load((TESTDATA / "valid.yaml").read_text())
+    assert [budget.name for budget in parse_config(raw).budgets] == [
+        "company",
+        "document-processor per run",
+        "researcher watch",
+    ]
+    with pytest.raises(ConfigError) as error:
+        parse_config(yaml.safe_load((TESTDATA / "zero_per_run.yaml").read_text()), source="collector.yaml")
+    assert str(error.value) == (
+        "invalid configuration in collector.yaml: budgets: budgets[0] "
+        "(document-processor per run): per_run_limit_usd: must be > 0"
+    )
