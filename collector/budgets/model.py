@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
@@ -98,4 +98,3 @@ class SpanCost:
     feature: str = ""
     agent: str = ""
     step: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
