@@ -13,7 +13,7 @@ import cognocient_otel
 from cognocient_otel import BudgetExceeded
 from cognocient_otel.testing import LLMServer, ScriptedResponse
 
-from .e2e import Agent, EpochClock, requests_of_run, start_collector, wait_for_run
+from .e2e import Agent, EpochClock, http_get, requests_of_run, start_collector, wait_for_run
 
 PER_RUN = [
     {
@@ -182,3 +182,39 @@ def test_overshoot_with_and_without_max_tokens(harness, llm):
         f"overshoot: max_tokens=1000 spent {with_cap} of $0.10 in {calls_with_cap} calls; "
         f"no max_tokens spent {without_cap} in {calls_without_cap} calls (one call ${one_call})"
     )
+
+
+def test_http_check_on_the_collector(tmp_path):
+    import httpx
+
+    collector = start_collector(tmp_path, PER_RUN)
+    try:
+        url = f"http://127.0.0.1:{collector.http_port}/v1/budget/check"
+        body = {
+            "run_id": "h1",
+            "feature": "document-processor",
+            "agent": "a",
+            "estimated_cost_usd": 0.3,
+            "span_id": "00000000000000a1",
+            "step": 1,
+        }
+        first = httpx.post(url, json=body, timeout=5)
+        assert first.status_code == 200 and first.json()["decision"] == "allow"
+        assert first.json()["run_remaining_usd"] == pytest.approx(0.2)
+        second = httpx.post(url, json={**body, "span_id": "00000000000000a2", "step": 2}, timeout=5)
+        assert second.status_code == 200 and second.json()["decision"] == "block"
+        assert second.json()["budget"] == "document-processor per run"
+        bad = httpx.post(
+            url, content=b'{"feature": "x"}', headers={"Content-Type": "application/json"}, timeout=5
+        )
+        assert bad.status_code == 400 and bad.json() == {
+            "error": "run_id: required (the run's id, cognocient.run.id)"
+        }
+        # The block shows in the runs API, with the step at which it happened.
+        run = http_get(collector, "/v1/runs/h1").json()
+        assert run["status"] == "blocked" and run["blocked_by"] == {
+            "budget": "document-processor per run",
+            "step": 2,
+        }
+    finally:
+        collector.stop(grace=2)
