@@ -218,3 +218,27 @@ def test_http_check_on_the_collector(tmp_path):
         }
     finally:
         collector.stop(grace=2)
+
+
+def test_runaway_run_blocked_with_the_ledger_in_redis(tmp_path, llm, redis_url, monkeypatch):
+    from collector.budgets.runtime import REDIS_URL_ENV
+
+    monkeypatch.setenv(REDIS_URL_ENV, redis_url)
+    name = f"redis per run {tmp_path.name}"  # Redis outlives the test: keys of its own
+    collector = start_collector(tmp_path, [{**PER_RUN[0], "name": name}])
+    agent = Agent(collector, llm)
+    try:
+        with (
+            cognocient_otel.run("summariser", feature="document-processor") as run,
+            pytest.raises(BudgetExceeded),
+        ):
+            for _ in range(40):
+                agent.chat()
+        assert run.steps == 13 and requests_of_run(llm, run.id) == 12
+        assert run.cost_usd <= Decimal("0.50")
+        agent.provider.force_flush()
+        blocked = wait_for_run(collector, run.id, steps=12)
+        assert blocked["blocked_by"] == {"budget": name, "step": 13}
+    finally:
+        agent.close()
+        collector.stop(grace=2)
