@@ -14,7 +14,7 @@ import sys
 import time
 
 import openai
-from opentelemetry import trace
+from opentelemetry import context, propagate, trace
 
 import cognocient_otel
 from cognocient_otel import BudgetExceeded
@@ -29,6 +29,11 @@ def main() -> None:
     parser.add_argument("--policy", default="fail_open")
     parser.add_argument("--go", help="wait until this file exists, so that processes start together")
     parser.add_argument("--flush", action="store_true", help="export the spans before exiting")
+    parser.add_argument(
+        "--via-baggage",
+        action="store_true",
+        help="join the run as a sub-agent does: from W3C baggage in the incoming request headers",
+    )
     args = parser.parse_args()
 
     cognocient_otel.configure(
@@ -42,7 +47,13 @@ def main() -> None:
         while not os.path.exists(args.go) and time.monotonic() < deadline:
             time.sleep(0.005)
     result: dict[str, object] = {"sent": 0, "blocked_step": None, "reason": None}
-    with cognocient_otel.run("splitter", feature=args.feature, run_id=args.run_id) as run:
+    scope = cognocient_otel.run("splitter", feature=args.feature, run_id=args.run_id)
+    if args.via_baggage:
+        headers = {"baggage": f"cognocient.run.id={args.run_id},cognocient.feature={args.feature}"}
+        context.attach(propagate.extract(headers))
+        scope = cognocient_otel.run("splitter-sub-agent")
+    with scope as run:
+        result["run_id"] = run.id
         try:
             for _ in range(args.calls):
                 client.chat.completions.create(

@@ -1,10 +1,12 @@
 """End to end with agents in their own processes (`configure(endpoint=...)` points the exporter
-and the budget checks at the collector): one run split over two processes is limited as one run;
+and the budget checks at the collector): one run split over two processes (the second joins it
+from W3C baggage, as a sub-agent called over HTTP does) is limited as one run;
 with the collector down, fail_open and fail_closed do what they say."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -36,6 +38,7 @@ def spawn(
     policy: str = "fail_open",
     go: Path | None = None,
     flush: bool = False,
+    via_baggage: bool = False,
 ) -> subprocess.Popen[str]:
     command = [
         sys.executable,
@@ -58,7 +61,9 @@ def spawn(
         command += ["--go", str(go)]
     if flush:
         command.append("--flush")
-    env = {**__import__("os").environ, "OTEL_EXPORTER_OTLP_TIMEOUT": "2", "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    if via_baggage:
+        command.append("--via-baggage")
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_TIMEOUT": "2", "OTEL_BSP_SCHEDULE_DELAY": "100"}
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
 
 
@@ -84,11 +89,16 @@ def test_one_run_split_over_two_processes_is_limited_as_one_run(tmp_path, llm):
         run_id = str(uuid.uuid4())
         go = tmp_path / "go"
         endpoint = f"http://127.0.0.1:{collector.grpc_port}"
-        workers = [spawn(endpoint, llm, run_id, calls=20, go=go, flush=True) for _ in range(2)]
+        # The run starts in one process; a sub-agent in another joins it from W3C baggage.
+        workers = [
+            spawn(endpoint, llm, run_id, calls=20, go=go, flush=True, via_baggage=via_baggage)
+            for via_baggage in (False, True)
+        ]
         for worker in workers:  # both imported everything and are ready: start them together
             assert json.loads(worker.stdout.readline()) == {"ready": True}
         go.touch()
         results = [result_of(worker) for worker in workers]
+        assert [result["run_id"] for result in results] == [run_id, run_id]
         sent = sum(result["sent"] for result in results)
         spent = sum(Decimal(result["cost_usd"]) for result in results)
         # Alone, each process would have made 12 calls of about $0.04 within $0.50: together they
