@@ -19,8 +19,9 @@ from wrapt import wrap_function_wrapper
 
 from cognocient_otel.budget.guard import BudgetExceeded
 from cognocient_otel.llm.call import CallTracer, LLMCall, log_failure_once
+from cognocient_otel.llm.sse import SseReader
 from cognocient_otel.llm.streams import StreamObserver, stream_classes
-from cognocient_otel.llm.usage import ResponseSummary, SseReader
+from cognocient_otel.llm.usage import ResponseSummary
 
 __all__ = ["install", "patched_modules", "uninstall"]
 
@@ -143,14 +144,14 @@ def _after_send(call: LLMCall, response: Any, streamed: bool, traced_stream: typ
         if "event-stream" in headers.get("content-type", ""):
             reader = SseReader(call.request.api, summary)
             reader.feed(content)
-            reader.feed(b"\n\n")
+            reader.finish()
         elif content:
             try:
                 body = json.loads(content)
             except ValueError:  # a gateway's HTML page, a truncated body: no usage to read
                 body = None
             summary.read_body(call.request.api, body)
-        call.finish(summary, status_code=status_code, streamed=False)
+        call.finish(summary, status_code=status_code, streamed=streamed)
     except Exception as exc:
         log_failure_once("reading an LLM answer", exc)
         call.finish(None, status_code=status_code, streamed=streamed)

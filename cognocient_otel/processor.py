@@ -23,11 +23,11 @@ class RunAttributesSpanProcessor(SpanProcessor):
     """
 
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
-        run_id = run_id_from_context(parent_context)
-        if run_id is None:
-            return
         attributes = span.attributes
-        if attributes is None or sc.COGNOCIENT_RUN_ID not in attributes:
+        if attributes is not None and sc.COGNOCIENT_RUN_ID in attributes:
+            return
+        run_id = run_id_from_context(parent_context)
+        if run_id is not None:
             span.set_attribute(sc.COGNOCIENT_RUN_ID, run_id)
 
     def on_end(self, span: ReadableSpan) -> None:

@@ -154,9 +154,9 @@ class CallTracer:
             attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = llm_request.max_output_tokens
         if llm_request.stream:
             attributes[sc.GEN_AI_REQUEST_STREAM] = True
-        if run is None and header_run_id:
-            # Attributed by the caller's own header: the span processor knows no run here.
-            attributes[sc.COGNOCIENT_RUN_ID] = header_run_id
+        if run_id:
+            # Set here, the span processor finds it present and skips its context lookup.
+            attributes[sc.COGNOCIENT_RUN_ID] = run_id
         if feature:
             attributes[sc.COGNOCIENT_FEATURE] = feature
         if run is not None:
@@ -365,8 +365,10 @@ class LLMCall:
                 sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
                 sc.COGNOCIENT_COST_USD: float(cost),
                 sc.COGNOCIENT_COST_SOURCE: source,
-                sc.COGNOCIENT_USAGE_COMPLETE: summary.usage_complete,
             }
+            if streamed or not summary.usage_complete:
+                # Said on every stream; on a read body only when the usage was missing.
+                answer[sc.COGNOCIENT_USAGE_COMPLETE] = summary.usage_complete
             if summary.response_model:
                 answer[sc.GEN_AI_RESPONSE_MODEL] = summary.response_model
             if summary.response_id:

@@ -63,7 +63,8 @@ class LLMRequest:
         for field in _FINGERPRINT_FIELDS:
             if field in body:
                 digest.update(b"\x00" + field.encode() + b"\x00")
-                digest.update(json.dumps(body[field], separators=(",", ":"), sort_keys=True).encode())
+                # Key order as sent: an SDK serialises the same request the same way every time.
+                digest.update(json.dumps(body[field], separators=(",", ":")).encode())
         return digest.hexdigest()
 
 

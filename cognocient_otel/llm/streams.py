@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from cognocient_otel.llm.call import LLMCall, log_failure_once
-from cognocient_otel.llm.usage import JsonBodyReader, ResponseSummary, SseReader
+from cognocient_otel.llm.sse import SseReader
+from cognocient_otel.llm.usage import JsonBodyReader, ResponseSummary
 
 __all__ = ["StreamObserver", "stream_classes"]
 
@@ -57,8 +58,9 @@ class StreamObserver:
     def end(self, error: BaseException | None = None) -> None:
         call = self._call
         try:
-            if isinstance(self._reader, JsonBodyReader):
+            if self._reader is not None:
                 self._reader.finish()
+                self._reader = None
         except Exception as exc:
             log_failure_once("reading a streamed LLM answer", exc)
         if error is not None and not self.summary.usage_complete:

@@ -1,27 +1,21 @@
-"""Reading what an LLM API answered (model, id, finish reasons, token usage) from JSON or SSE.
+"""Reading what an LLM API answered (model, id, finish reasons, token usage) from its JSON.
 
 Token counts are normalised to the OpenTelemetry GenAI convention: input includes cache reads
 and writes (Anthropic reports them apart, so they are added), output includes reasoning.
-The SSE reader is incremental and parses only the events that carry what we need: the first
-chunk (model, id), the chunk with `usage`, and the terminal events.
+Streams (SSE) are read by `cognocient_otel.llm.sse`, which uses the same `ResponseSummary`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from decimal import Decimal
 from typing import Any
 
 from cognocient_otel.llm import requests as api_ids
 from cognocient_otel.pricing import TokenUsage
 
-__all__ = ["JsonBodyReader", "ResponseSummary", "SseReader"]
+__all__ = ["JsonBodyReader", "ResponseSummary"]
 
-_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
-_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
-_RESPONSES_TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
-_ANTHROPIC_RELEVANT = {b"message_start", b"message_delta", b"error"}
 # A non-SSE body read through a wrapped stream is kept for parsing up to this size.
 _MAX_BUFFERED_BODY = 8 * 1024 * 1024
 
@@ -158,117 +152,6 @@ class ResponseSummary:
             self.input_tokens = uncached + self.cache_read_tokens + self.cache_creation_tokens
         if "output_tokens" in usage:
             self.output_tokens = _int(usage, "output_tokens")
-
-
-class SseReader:
-    """Feeds on raw SSE bytes as the application reads them and fills a `ResponseSummary`."""
-
-    __slots__ = ("_api", "_buffer", "_seen_first", "summary")
-
-    def __init__(self, api: str, summary: ResponseSummary) -> None:
-        self._api = api
-        self._buffer = b""
-        self._seen_first = False
-        self.summary = summary
-
-    def feed(self, chunk: bytes) -> None:
-        if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n")
-        buffer = self._buffer + chunk if self._buffer else chunk
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            self._event(buffer[start:end])
-            start = end + 2
-        self._buffer = buffer[start:]
-
-    def _event(self, block: bytes) -> None:
-        event_name = None
-        data_lines = []
-        for line in block.split(b"\n"):
-            if line.startswith(b"data:"):
-                data_lines.append(line[5:].lstrip(b" "))
-            elif line.startswith(b"event:"):
-                event_name = line[6:].strip()
-        if not data_lines:
-            return
-        data = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
-        if data == b"[DONE]":
-            return
-        api = self._api
-        if api == api_ids.API_ANTHROPIC_MESSAGES:
-            self._anthropic_event(event_name, data)
-        elif api == api_ids.API_OPENAI_RESPONSES:
-            self._responses_event(event_name, data)
-        else:
-            self._chat_event(data)
-
-    def _chat_event(self, data: bytes) -> None:
-        summary = self.summary
-        has_usage = _USAGE_OBJECT.search(data) is not None
-        if self._seen_first and not has_usage and _FINISH_REASON.search(data) is None:
-            return
-        payload = _loads(data)
-        if payload is None:
-            return
-        if not self._seen_first:
-            self._seen_first = True
-            summary._read_identity(payload)
-        if "error" in payload and isinstance(payload["error"], dict):
-            summary.error_type = str(payload["error"].get("type") or "stream_error")
-        summary._read_choices(payload.get("choices"))
-        if has_usage:
-            summary._read_openai_usage(payload.get("usage"))
-            summary.usage_complete = True
-
-    def _responses_event(self, event_name: bytes | None, data: bytes) -> None:
-        summary = self.summary
-        first = not self._seen_first
-        terminal = any(marker in data[:80] for marker in _RESPONSES_TERMINAL)
-        is_error = event_name == b"error" or data.startswith(b'{"type":"error"')
-        if not (first or terminal or is_error):
-            return
-        payload = _loads(data)
-        if payload is None:
-            return
-        self._seen_first = True
-        if is_error:
-            summary.error_type = str(payload.get("code") or payload.get("type") or "stream_error")
-            return
-        response = payload.get("response")
-        if isinstance(response, dict):
-            summary._read_identity(response)
-            if terminal:
-                summary._read_responses_usage(response.get("usage"))
-                summary.usage_complete = isinstance(response.get("usage"), dict)
-                status = response.get("status")
-                if isinstance(status, str) and status != "completed":
-                    summary.finish_reasons = [status]
-
-    def _anthropic_event(self, event_name: bytes | None, data: bytes) -> None:
-        if event_name is not None and event_name not in _ANTHROPIC_RELEVANT:
-            return
-        payload = _loads(data)
-        if payload is None:
-            return
-        kind = payload.get("type")
-        summary = self.summary
-        if kind == "message_start":
-            message = payload.get("message")
-            if isinstance(message, dict):
-                summary._read_anthropic_message(message)
-                summary._read_anthropic_usage(message.get("usage"))
-        elif kind == "message_delta":
-            summary._read_anthropic_usage(payload.get("usage"))
-            delta = payload.get("delta")
-            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
-                summary.finish_reasons = [delta["stop_reason"]]
-            summary.usage_complete = True
-        elif kind == "error":
-            error = payload.get("error")
-            summary.error_type = str(error.get("type") if isinstance(error, dict) else "stream_error")
 
 
 class JsonBodyReader:

@@ -14,6 +14,7 @@ import pytest
 import cognocient_otel
 from cognocient_otel.llm import call as call_module
 from cognocient_otel.llm import usage as usage_module
+from cognocient_otel.llm.sse import SseReader
 from cognocient_otel.testing import LLMServer, ScriptedResponse
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 50}
@@ -180,7 +181,7 @@ def test_usage_parsing_handles_anthropic_exclusive_cache_counts() -> None:
 
 def test_sse_reader_handles_split_chunks_and_crlf() -> None:
     summary = usage_module.ResponseSummary()
-    reader = usage_module.SseReader("anthropic.messages", summary)
+    reader = SseReader("anthropic.messages", summary)
     raw = (
         b'event: message_start\r\ndata: {"type":"message_start","message":{"model":"claude-x","id":"m1",'
         b'"usage":{"input_tokens":7,"output_tokens":1}}}\r\n\r\n'
@@ -189,5 +190,6 @@ def test_sse_reader_handles_split_chunks_and_crlf() -> None:
     )
     for i in range(0, len(raw), 7):
         reader.feed(raw[i : i + 7])
+    reader.finish()
     assert (summary.response_model, summary.input_tokens, summary.output_tokens) == ("claude-x", 7, 12)
     assert summary.usage_complete and summary.finish_reasons == ["end_turn"]
