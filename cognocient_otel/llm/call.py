@@ -58,6 +58,23 @@ def log_failure_once(where: str, exc: BaseException) -> None:
         )
 
 
+_RUN_HEADER = sc.HEADER_RUN_ID_LOWER.encode()
+_FEATURE_HEADER = sc.HEADER_FEATURE_LOWER.encode()
+
+
+def _cost_headers(headers: Any) -> tuple[str | None, str | None]:
+    """`X-Cost-Run-ID` and `X-Cost-Feature` in one pass over the raw header list."""
+    run_id = feature = None
+    for key, value in headers.raw:
+        if len(key) >= 13 and key[:7].lower() == b"x-cost-":
+            lowered = key.lower()
+            if lowered == _RUN_HEADER:
+                run_id = value.decode("latin-1")
+            elif lowered == _FEATURE_HEADER:
+                feature = value.decode("latin-1")
+    return run_id or None, feature or None
+
+
 class _HeaderRunSteps:
     """Step counters of runs known only from `X-Cost-Run-ID` headers (no `run()` in the code)."""
 
@@ -129,8 +146,7 @@ class CallTracer:
     def _start(self, request: Any, llm_request: LLMRequest, url: Any) -> LLMCall:
         headers = request.headers
         run: Run | None = context.get_value(RUN_CONTEXT_KEY)  # type: ignore[assignment]
-        header_run_id = headers.get(sc.HEADER_RUN_ID_LOWER)
-        header_feature = headers.get(sc.HEADER_FEATURE_LOWER)
+        header_run_id, header_feature = _cost_headers(headers)
         if run is not None:
             run_id: str | None = run.id
             feature = run.feature
@@ -174,8 +190,20 @@ class CallTracer:
                 headers[sc.HEADER_FEATURE] = feature
         # PriceBook tries this provider first, then the model name alone (self-hosted, proxies).
         call = LLMCall(self, span, llm_request, provider, run)
-        call.plan(run_id=run_id, feature=feature, agent=agent, provider=provider)
+        if self._needs_planning(run):
+            call.plan(run_id=run_id, feature=feature, agent=agent, provider=provider)
         return call
+
+    def _needs_planning(self, run: Run | None) -> bool:
+        """Guards only act on a call with a limit in its run chain or when extra guards exist."""
+        if len(self.guards) > 1:
+            return True
+        ledger = run.ledger if run is not None else None
+        while ledger is not None:
+            if ledger.limit is not None:
+                return True
+            ledger = ledger.parent
+        return False
 
 
 class LLMCall:
@@ -393,6 +421,9 @@ class LLMCall:
     def _settle(self, actual: Decimal) -> None:
         planned = self.planned
         if planned is None:
+            # Not planned (no limit, no extra guard): the run's spend is still recorded.
+            if self.run is not None:
+                self.run.ledger.settle(_ZERO, actual)
             return
         for guard in self._passed_guards:
             try:
