@@ -173,7 +173,23 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _start_process(folder: str) -> tuple[subprocess.Popen, dict, float]:
+def _serve(config_path: str, plugins: bool) -> None:
+    """The collector as `cognocient-collector` runs it, optionally without the installed plugins."""
+    import signal
+
+    from collector.app import Collector
+    from collector.config import load_config
+    from collector.logs import setup_logging
+
+    setup_logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    collector = Collector(load_config(config_path), plugins=None if plugins else []).start()
+    stop.wait()
+    collector.stop()
+
+
+def _start_process(folder: str, plugins: bool) -> tuple[subprocess.Popen, dict, float]:
     config = Path(folder) / "collector.yaml"
     config.write_text(json.dumps({
         "receivers": {"otlp": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}},
@@ -182,7 +198,7 @@ def _start_process(folder: str) -> tuple[subprocess.Popen, dict, float]:
     }))
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "collector.main", "--config", str(config)],
+        [sys.executable, __file__, "--serve", str(config), *([] if plugins else ["--no-plugins"])],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )
     assert process.stderr is not None
@@ -193,12 +209,12 @@ def _start_process(folder: str) -> tuple[subprocess.Popen, dict, float]:
     raise RuntimeError("collector exited before ready")
 
 
-def memory_and_startup(runs: int) -> dict[str, float]:
+def memory_and_startup(runs: int, *, plugins: bool) -> dict[str, float]:
     requests = -(-runs // SPANS_PER_REQUEST)
     bodies = make_requests(requests, runs_per_request=SPANS_PER_REQUEST, seed=2)  # one span per run
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
-        process, ready, wall = _start_process(folder)
+        process, ready, wall = _start_process(folder, plugins)
         results["ready_empty_store_s"] = wall
         results["ready_empty_store_logged_s"] = ready["startup_seconds"]
         results["rss_idle_mb"] = _rss_mb(process.pid)
@@ -210,7 +226,7 @@ def memory_and_startup(runs: int) -> dict[str, float]:
         results["rss_with_runs_mb"] = _rss_mb(process.pid)
         process.terminate()
         process.wait(30)
-        process, ready, wall = _start_process(folder)  # restart: the active runs are loaded back
+        process, ready, wall = _start_process(folder, plugins)  # restart: the active runs are loaded back
         results["ready_with_runs_s"] = wall
         results["ready_with_runs_logged_s"] = ready["startup_seconds"]
         results["runs_loaded"] = ready["runs_loaded"]
@@ -227,7 +243,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, best kept (default 3)")
     parser.add_argument("--runs-for-rss", type=int, default=100_000)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--no-plugins", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        _serve(args.serve, plugins=not args.no_plugins)
+        return
     bodies = make_requests(args.requests)
     # Interleaved and best-of: the machine is shared, so each side gets its least disturbed pass.
     base, core, full = 0.0, 0.0, 0.0
@@ -240,12 +261,14 @@ def main() -> None:
           f"{core:,.0f} spans/s, ratio {core / base:.2f} (target >= 0.5)")
     print(f"collector with the installed plugins (waste, budgets stages): "
           f"{full:,.0f} spans/s, ratio {full / base:.2f}")
-    if not args.skip_memory:
-        results = memory_and_startup(args.runs_for_rss)
-        print(f"RSS idle: {results['rss_idle_mb']:.0f} MB; with {results['runs_tracked']:,.0f} runs tracked: "
+    for plugins in ([] if args.skip_memory else [False, True]):
+        results = memory_and_startup(args.runs_for_rss, plugins=plugins)
+        print("with the installed plugins:" if plugins else "core collector (no plugins):")
+        print(f"  RSS idle: {results['rss_idle_mb']:.0f} MB; "
+              f"with {results['runs_tracked']:,.0f} runs tracked: "
               f"{results['rss_with_runs_mb']:.0f} MB (target <= 300 MB); after a restart that reloads "
               f"{results['runs_loaded']:,.0f} runs: {results['rss_after_reload_mb']:.0f} MB")
-        print(f"start to ready (process spawn to ready log line): empty store "
+        print(f"  start to ready (process spawn to ready log line): empty store "
               f"{results['ready_empty_store_s']:.2f} s "
               f"(collector.start {results['ready_empty_store_logged_s']:.2f} s); "
               f"with the runs in the store {results['ready_with_runs_s']:.2f} s "
