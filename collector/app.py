@@ -41,8 +41,8 @@ from collector.store import Store, UnitOfWork
 
 logger = logging.getLogger("collector")
 
-# Dedup marks outlive any exporter retry (the OTel SDKs give up within minutes) by far; a day
-# also covers replays from a collector's persistent queue after an outage.
+# Dedup marks outlive any exporter retry (the OTel SDKs give up within minutes) by far; two days
+# also cover replays from a collector's persistent queue after an outage.
 DEDUP_RETENTION_SECONDS = 2 * 86_400
 
 
