@@ -1,8 +1,8 @@
 """OTLP trace requests (protobuf or OTLP/JSON) -> a `SpanBatch` of `SpanRecord`s.
 
-This is the hot path of ingest: each span's attributes are walked once, and only the keys the
-collector uses (`_FIELD_OF`) are converted from protobuf values; the others stay in the protobuf
-and are decoded only if a stage asks (`SpanRecord.attributes()`).
+This is the hot path of ingest. Requests are parsed into the lean `collector/otlp_lite.py` view,
+whose attributes are a map: a span's dozen useful keys are looked up (in C) and converted, the
+others are never touched unless a stage asks (`SpanRecord.attributes()`).
 
 What makes a request malformed (`MalformedRequest` -> INVALID_ARGUMENT / 400, not retried): bytes
 that are not an ExportTraceServiceRequest, JSON that is not OTLP/JSON (wrong types, bad hex ids).
@@ -29,6 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector import attributes as attr
 from collector.model import DEFAULT_TENANT, SpanBatch, SpanRecord
+from collector.otlp_lite import LiteExportRequest
 
 MAX_ID_CHARS = 256  # run ids, tenants
 MAX_LABEL_CHARS = 256  # models, features, agents, providers: longer values are cut
@@ -47,48 +48,6 @@ class MalformedRequest(ValueError):
     """The request body is not a valid OTLP trace export request."""
 
 
-# Attribute key -> slot in the per-span scratch list.
-(_TENANT, _RUN_ID, _HEADER_RUN_ID, _FEATURE, _HEADER_FEATURE, _OPERATION, _PROVIDER, _SYSTEM, _REQ_MODEL,
- _RESP_MODEL, _AGENT, _IN, _OUT, _PROMPT, _COMPLETION, _CACHE_READ, _CACHE_CREATION, _CACHE_WRITE,
- _REASONING, _COST_USD, _COST_SOURCE, _COST_AMOUNT, _COST_CURRENCY, _COST, _STEP, _FINGERPRINT, _ERROR_TYPE,
- _HTTP_STATUS, _TOOL_NAME, _TOOL_ARGS, _BUDGET_DECISION, _SERVER_ADDRESS) = range(32)
-_SLOTS = 32
-
-_FIELD_OF: dict[str, int] = {
-    attr.COGNOCIENT_TENANT: _TENANT,
-    attr.COGNOCIENT_RUN_ID: _RUN_ID,
-    attr.HTTP_REQUEST_HEADER_RUN_ID: _HEADER_RUN_ID,
-    attr.COGNOCIENT_FEATURE: _FEATURE,
-    attr.HTTP_REQUEST_HEADER_FEATURE: _HEADER_FEATURE,
-    attr.GEN_AI_OPERATION_NAME: _OPERATION,
-    attr.GEN_AI_PROVIDER_NAME: _PROVIDER,
-    attr.GEN_AI_SYSTEM: _SYSTEM,
-    attr.GEN_AI_REQUEST_MODEL: _REQ_MODEL,
-    attr.GEN_AI_RESPONSE_MODEL: _RESP_MODEL,
-    attr.GEN_AI_AGENT_NAME: _AGENT,
-    attr.GEN_AI_USAGE_INPUT_TOKENS: _IN,
-    attr.GEN_AI_USAGE_OUTPUT_TOKENS: _OUT,
-    attr.GEN_AI_USAGE_PROMPT_TOKENS: _PROMPT,
-    attr.GEN_AI_USAGE_COMPLETION_TOKENS: _COMPLETION,
-    attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: _CACHE_READ,
-    attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: _CACHE_CREATION,
-    attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: _CACHE_WRITE,
-    attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: _REASONING,
-    attr.COGNOCIENT_COST_USD: _COST_USD,
-    attr.COGNOCIENT_COST_SOURCE: _COST_SOURCE,
-    attr.GEN_AI_USAGE_COST_AMOUNT: _COST_AMOUNT,
-    attr.GEN_AI_USAGE_COST_CURRENCY: _COST_CURRENCY,
-    attr.GEN_AI_USAGE_COST: _COST,
-    attr.COGNOCIENT_STEP: _STEP,
-    attr.COGNOCIENT_REQUEST_FINGERPRINT: _FINGERPRINT,
-    attr.ERROR_TYPE: _ERROR_TYPE,
-    attr.HTTP_RESPONSE_STATUS_CODE: _HTTP_STATUS,
-    attr.GEN_AI_TOOL_NAME: _TOOL_NAME,
-    attr.GEN_AI_TOOL_CALL_ARGUMENTS: _TOOL_ARGS,
-    attr.COGNOCIENT_BUDGET_DECISION: _BUDGET_DECISION,
-    attr.SERVER_ADDRESS: _SERVER_ADDRESS,
-}
-_USAGE_SLOTS = (_IN, _OUT, _PROMPT, _COMPLETION, _CACHE_READ, _CACHE_CREATION, _CACHE_WRITE, _REASONING)
 _NOT_LLM_OPERATIONS = frozenset({attr.OPERATION_INVOKE_AGENT, attr.OPERATION_EXECUTE_TOOL})
 _RUN_OPERATIONS = _NOT_LLM_OPERATIONS
 _INFERENCE = attr.INFERENCE_OPERATIONS
@@ -115,6 +74,9 @@ def any_value(value: Any) -> Any:
 
 
 def attributes_to_dict(attributes: Any) -> dict[str, Any]:
+    """Attributes (a lite map of key -> AnyValue, or repeated KeyValue) as a plain dict."""
+    if hasattr(attributes, "items"):
+        return {key: any_value(value) for key, value in attributes.items()}
     return {kv.key: any_value(kv.value) for kv in attributes}
 
 
@@ -162,8 +124,9 @@ def _money(value: Any) -> Decimal | None:
 # -- requests ----------------------------------------------------------------------------------------
 
 
-def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+def parse_protobuf(body: bytes) -> Any:
+    """An OTLP ExportTraceServiceRequest body as a `LiteExportRequest`."""
+    request = LiteExportRequest()
     try:
         request.ParseFromString(body)
     except (DecodeError, RuntimeError, ValueError) as error:
@@ -196,7 +159,7 @@ def _list(holder: dict[str, Any], name: str, where: str) -> list[Any]:
     return value
 
 
-def parse_json(body: bytes) -> ExportTraceServiceRequest:
+def parse_json(body: bytes) -> Any:
     """OTLP/JSON: protobuf JSON mapping, except that trace and span ids are hex, not base64."""
     try:
         data = json.loads(body)
@@ -225,42 +188,41 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         json_format.ParseDict(data, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as error:
         raise MalformedRequest(f"body is not OTLP/JSON: {error}") from None
-    return request
+    # The JSON path is not the hot one: re-encode and read it like a protobuf body.
+    return parse_protobuf(request.SerializeToString())
 
 
-def decode_request(
-    request: ExportTraceServiceRequest, *, transport: str, now_ns: int | None = None
-) -> SpanBatch:
-    """Every span of `request` as a `SpanRecord`; unusable ones counted with a message."""
+def _value(value: Any) -> Any:
+    """A looked-up AnyValue (or None) as a Python value; arrays keep their first element's type."""
+    if value is None:
+        return None
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return any_value(value)
+    return getattr(value, kind)
+
+
+def decode_request(request: Any, *, transport: str, now_ns: int | None = None) -> SpanBatch:
+    """Every span of `request` (a `LiteExportRequest`) as a `SpanRecord`; unusable ones counted."""
     if now_ns is None:
         now_ns = time.time_ns()
     latest_end = now_ns + MAX_FUTURE_NS
     records: list[SpanRecord] = []
     batch = SpanBatch(records, transport=transport)
     received = 0
-    field_of_get = _FIELD_OF.get
     append = records.append
     for resource_spans in request.resource_spans:
         resource_attributes = resource_spans.resource.attributes
-        resource_tenant = None
-        for kv in resource_attributes:
-            if kv.key == attr.COGNOCIENT_TENANT:
-                resource_tenant = _text(any_value(kv.value), MAX_ID_CHARS + 1)
+        resource_tenant = _text(_value(resource_attributes.get(attr.COGNOCIENT_TENANT)), MAX_ID_CHARS + 1)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 received += 1
-                found = [None] * _SLOTS
-                for kv in span.attributes:
-                    slot = field_of_get(kv.key)
-                    if slot is not None:
-                        value = kv.value
-                        kind = value.WhichOneof("value")
-                        if kind == "string_value":
-                            found[slot] = value.string_value
-                        elif kind is not None:
-                            found[slot] = getattr(value, kind) if kind != "array_value" else any_value(value)
                 try:
-                    record = _record(span, found, resource_tenant, latest_end, resource_attributes)
+                    record = _record(span, resource_tenant, latest_end, resource_attributes)
                 except _Unusable as problem:
                     batch.rejected += 1
                     _note_problem(batch.reject_messages, str(problem), span.span_id)
@@ -290,7 +252,7 @@ def _tokens(value: Any, key: str) -> int:
 
 
 def _record(
-    span: Any, found: list[Any], resource_tenant: str | None, latest_end: int, resource_attributes: Any
+    span: Any, resource_tenant: str | None, latest_end: int, resource_attributes: Any
 ) -> SpanRecord | None:
     # Straight-line on purpose: this runs once per span on the ingest hot path.
     trace_id = span.trace_id
@@ -311,19 +273,25 @@ def _record(
     if end > latest_end:
         raise _Unusable("end time is more than a day in the future (is the sender's clock right?)")
 
-    operation = found[_OPERATION]
+    get = span.attributes.get
+    operation = _value(get(attr.GEN_AI_OPERATION_NAME))
     if operation is not None:
         operation = _label(operation)
+    input_value = _value(get(attr.GEN_AI_USAGE_INPUT_TOKENS))
+    if input_value is None:
+        input_value = _value(get(attr.GEN_AI_USAGE_PROMPT_TOKENS))
+    output_value = _value(get(attr.GEN_AI_USAGE_OUTPUT_TOKENS))
+    if output_value is None:
+        output_value = _value(get(attr.GEN_AI_USAGE_COMPLETION_TOKENS))
     if operation in _INFERENCE:
         is_llm = True
     elif operation in _NOT_LLM_OPERATIONS:
         is_llm = False
     else:
-        is_llm = (found[_IN] is not None or found[_OUT] is not None or found[_PROMPT] is not None
-                  or found[_COMPLETION] is not None)
-    run_id = found[_RUN_ID]
+        is_llm = input_value is not None or output_value is not None
+    run_id = _value(get(attr.COGNOCIENT_RUN_ID))
     if run_id is None:
-        run_id = found[_HEADER_RUN_ID]
+        run_id = _value(get(attr.HTTP_REQUEST_HEADER_RUN_ID))
     if run_id is not None:
         run_id = _label(run_id, MAX_ID_CHARS + 1)
     explicit_run = run_id is not None
@@ -334,7 +302,7 @@ def _record(
         run_id = trace_id.hex()
     elif len(run_id) > MAX_ID_CHARS:
         raise _Unusable(f"cognocient.run.id is longer than {MAX_ID_CHARS} characters")
-    tenant = found[_TENANT]
+    tenant = _value(get(attr.COGNOCIENT_TENANT))
     if tenant is not None:
         tenant = _label(tenant, MAX_ID_CHARS + 1)
     tenant = tenant or resource_tenant or DEFAULT_TENANT
@@ -344,12 +312,12 @@ def _record(
         operation == attr.OPERATION_INVOKE_AGENT
         and (is_trace_root or span.flags & _SPAN_FLAG_PARENT_IS_REMOTE == _SPAN_FLAG_PARENT_IS_REMOTE)
     )
-    feature = found[_FEATURE]
+    feature = _value(get(attr.COGNOCIENT_FEATURE))
     if feature is None:
-        feature = found[_HEADER_FEATURE]
+        feature = _value(get(attr.HTTP_REQUEST_HEADER_FEATURE))
     if feature is not None:
         feature = _label(feature)
-    agent = found[_AGENT]
+    agent = _value(get(attr.GEN_AI_AGENT_NAME))
     if agent is not None:
         agent = _label(agent)
     status_code = span.status.code
@@ -358,53 +326,47 @@ def _record(
     tool_name = tool_args_hash = cost = cost_source = step = None
     input_tokens = output_tokens = cache_read = cache_creation = reasoning = 0
     if is_llm:
-        value = found[_PROVIDER]
+        value = _value(get(attr.GEN_AI_PROVIDER_NAME))
         if value is None:
-            value = found[_SYSTEM]
+            value = _value(get(attr.GEN_AI_SYSTEM))
         provider = None if value is None else _label(value)
-        value = found[_REQ_MODEL]
+        value = _value(get(attr.GEN_AI_REQUEST_MODEL))
         request_model = None if value is None else _label(value)
-        value = found[_RESP_MODEL]
+        value = _value(get(attr.GEN_AI_RESPONSE_MODEL))
         response_model = None if value is None else _label(value)
-        value = found[_IN]
-        if value is None:
-            value = found[_PROMPT]
-        input_tokens = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_INPUT_TOKENS)
-        value = found[_OUT]
-        if value is None:
-            value = found[_COMPLETION]
-        output_tokens = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_OUTPUT_TOKENS)
-        value = found[_CACHE_READ]
+        input_tokens = 0 if input_value is None else _tokens(input_value, attr.GEN_AI_USAGE_INPUT_TOKENS)
+        output_tokens = 0 if output_value is None else _tokens(output_value, attr.GEN_AI_USAGE_OUTPUT_TOKENS)
+        value = _value(get(attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS))
         cache_read = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
-        value = found[_CACHE_CREATION]
+        value = _value(get(attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS))
         if value is None:
-            value = found[_CACHE_WRITE]
+            value = _value(get(attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS))
         cache_creation = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
-        value = found[_REASONING]
+        value = _value(get(attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS))
         reasoning = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
-        value = found[_SERVER_ADDRESS]
+        value = _value(get(attr.SERVER_ADDRESS))
         server_address = None if value is None else _label(value)
-        value = found[_STEP]
+        value = _value(get(attr.COGNOCIENT_STEP))
         if value.__class__ is int and 0 < value <= MAX_TOKENS:
             step = value
-        value = found[_FINGERPRINT]
+        value = _value(get(attr.COGNOCIENT_REQUEST_FINGERPRINT))
         fingerprint = None if value is None else _label(value, 128)
-        value = found[_BUDGET_DECISION]
+        value = _value(get(attr.COGNOCIENT_BUDGET_DECISION))
         budget_decision = None if value is None else _label(value, 32)
-        cost, cost_source = _reported_cost(found)
+        cost, cost_source = _reported_cost(get)
     elif operation == attr.OPERATION_EXECUTE_TOOL:
-        value = found[_TOOL_NAME]
+        value = _value(get(attr.GEN_AI_TOOL_NAME))
         tool_name = None if value is None else _label(value)
-        arguments = found[_TOOL_ARGS]
+        arguments = _value(get(attr.GEN_AI_TOOL_CALL_ARGUMENTS))
         if arguments is not None:
             encoded = (arguments.encode("utf-8", "replace") if isinstance(arguments, str)
                        else repr(arguments).encode())
             tool_args_hash = hashlib.blake2b(encoded, digest_size=8).hexdigest()
-    error_type = found[_ERROR_TYPE]
+    error_type = _value(get(attr.ERROR_TYPE))
     if error_type is not None:
         error_type = _label(error_type, 128)
     else:
-        http_status = found[_HTTP_STATUS]
+        http_status = _value(get(attr.HTTP_RESPONSE_STATUS_CODE))
         if http_status.__class__ is int and http_status >= 400:
             error_type = str(http_status)
         elif status_code == _STATUS_ERROR:
@@ -420,19 +382,19 @@ def _record(
     )
 
 
-def _reported_cost(found: list[Any]) -> tuple[Decimal | None, str | None]:
-    value = found[_COST_USD]
+def _reported_cost(get: Any) -> tuple[Decimal | None, str | None]:
+    value = _value(get(attr.COGNOCIENT_COST_USD))
     if value is not None:
         cost = _money(value)
         if cost is not None:
-            source = found[_COST_SOURCE]
+            source = _value(get(attr.COGNOCIENT_COST_SOURCE))
             return cost, source if source in _COST_SOURCES else "price_table"
-    currency = found[_COST_CURRENCY]
+    currency = _value(get(attr.GEN_AI_USAGE_COST_CURRENCY))
     if currency is None or (isinstance(currency, str) and currency.upper() == "USD"):
-        value = found[_COST_AMOUNT]
+        value = _value(get(attr.GEN_AI_USAGE_COST_AMOUNT))
         cost = None if value is None else _money(value)
         if cost is None:
-            value = found[_COST]
+            value = _value(get(attr.GEN_AI_USAGE_COST))
             cost = None if value is None else _money(value)
         if cost is not None:
             return cost, "provider"

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
@@ -61,7 +60,7 @@ class TraceReceiver:
         self.stats.spans_rejected.inc((transport, kind))
         return ExportOutcome(kind, message)
 
-    def export(self, request: ExportTraceServiceRequest, transport: str) -> ExportOutcome:
+    def export(self, request: Any, transport: str) -> ExportOutcome:
         stats = self.stats
         try:
             batch = decode_request(request, transport=transport)
