@@ -23,7 +23,7 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
         self.spans: list = []
         self.received = threading.Event()
 
-    def Export(self, request, context):  # noqa: N802 - gRPC method name
+    def Export(self, request, context):  # the gRPC method name
         for resource_spans in request.resource_spans:
             for scope_spans in resource_spans.scope_spans:
                 self.spans.extend(scope_spans.spans)
