@@ -12,9 +12,6 @@ per place and the call goes on untraced. The one exception we raise on purpose i
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -23,6 +20,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cognocient_otel import semconv as sc
+from cognocient_otel._failures import log_failure_once
 from cognocient_otel.budget.guard import (
     BudgetExceeded,
     BudgetGuard,
@@ -30,65 +28,16 @@ from cognocient_otel.budget.guard import (
     PlannedCall,
     sdk_compatible_refusal,
 )
+from cognocient_otel.llm.headers import HeaderRunSteps, cost_headers
 from cognocient_otel.llm.providers import ProviderResolver
 from cognocient_otel.llm.requests import LLMRequest, match_path, recognise
 from cognocient_otel.llm.usage import ResponseSummary
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from cognocient_otel.runs import RUN_CONTEXT_KEY, Run, _baggage_value
 
-__all__ = ["CallTracer", "LLMCall"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["CallTracer", "LLMCall", "log_failure_once"]
 
 _ZERO = Decimal(0)
-_HEADER_RUN_CAPACITY = 4096
-_logged_failures: set[str] = set()
-
-
-def log_failure_once(where: str, exc: BaseException) -> None:
-    """Our own bugs are logged once per place, never raised into the application's call."""
-    if where not in _logged_failures:
-        _logged_failures.add(where)
-        logger.warning(
-            "cognocient_otel: %s failed (%s: %s); the call goes on untraced there",
-            where,
-            type(exc).__name__,
-            exc,
-            exc_info=exc,
-        )
-
-
-_RUN_HEADER = sc.HEADER_RUN_ID_LOWER.encode()
-_FEATURE_HEADER = sc.HEADER_FEATURE_LOWER.encode()
-
-
-def _cost_headers(headers: Any) -> tuple[str | None, str | None]:
-    """`X-Cost-Run-ID` and `X-Cost-Feature` in one pass over the raw header list."""
-    run_id = feature = None
-    for key, value in headers.raw:
-        if len(key) >= 13 and key[:7].lower() == b"x-cost-":
-            lowered = key.lower()
-            if lowered == _RUN_HEADER:
-                run_id = value.decode("latin-1")
-            elif lowered == _FEATURE_HEADER:
-                feature = value.decode("latin-1")
-    return run_id or None, feature or None
-
-
-class _HeaderRunSteps:
-    """Step counters of runs known only from `X-Cost-Run-ID` headers (no `run()` in the code)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: OrderedDict[str, int] = OrderedDict()
-
-    def next(self, run_id: str) -> int:
-        with self._lock:
-            step = self._counters.pop(run_id, 0) + 1
-            self._counters[run_id] = step
-            if len(self._counters) > _HEADER_RUN_CAPACITY:
-                self._counters.popitem(last=False)
-            return step
 
 
 class CallTracer:
@@ -110,7 +59,7 @@ class CallTracer:
         self.inject_headers = inject_headers
         self.providers = providers or ProviderResolver()
         self.default_max_output_tokens = default_max_output_tokens
-        self._header_steps = _HeaderRunSteps()
+        self._header_steps = HeaderRunSteps()
 
     def begin(self, request: Any) -> LLMCall | None:
         """Before `send`: an `LLMCall` for an LLM request, else None (after propagating the run)."""
@@ -146,7 +95,7 @@ class CallTracer:
     def _start(self, request: Any, llm_request: LLMRequest, url: Any) -> LLMCall:
         headers = request.headers
         run: Run | None = context.get_value(RUN_CONTEXT_KEY)  # type: ignore[assignment]
-        header_run_id, header_feature = _cost_headers(headers)
+        header_run_id, header_feature = cost_headers(headers)
         if run is not None:
             run_id: str | None = run.id
             feature = run.feature

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 import cognocient_otel
-from cognocient_otel.llm import call as call_module
+from cognocient_otel import _failures
 from cognocient_otel.llm import usage as usage_module
 from cognocient_otel.llm.sse import SseReader
 from cognocient_otel.testing import LLMServer, ScriptedResponse
@@ -161,7 +161,7 @@ def test_a_bug_of_ours_never_breaks_the_call(llm_server: LLMServer, traced, monk
         raise KeyError("our bug")
 
     monkeypatch.setattr(usage_module.ResponseSummary, "read_body", broken)
-    monkeypatch.setattr(call_module, "_logged_failures", set())
+    monkeypatch.setattr(_failures, "_logged_failures", set())
     reply = client_for(llm_server).chat.completions.create(model="gpt-4o-mini", messages=CHAT["messages"])
     assert reply.choices[0].message.content == "ok"
     span = traced.spans()[0]
