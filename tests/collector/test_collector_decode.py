@@ -1,0 +1,65 @@
+"""The decoder on its own: identity, classification, and the lazily decoded attributes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from conftest import llm_attributes, make_request, make_span
+
+from collector.decode import decode_request, parse_protobuf
+
+
+def decode(*spans, resource=None):
+    body = make_request(*spans, resource=resource).SerializeToString()
+    return decode_request(parse_protobuf(body), transport="grpc")
+
+
+def test_an_llm_span_becomes_a_typed_record_with_its_other_attributes_on_demand() -> None:
+    span = make_span(
+        llm_attributes(
+            "run-1",
+            cost=0.125,
+            **{
+                "cognocient.step": 3,
+                "cognocient.request.fingerprint": "abc123",
+                "error.type": "timeout",
+                "custom.flag": True,
+                "custom.list": ["a", "b"],
+                "gen_ai.usage.cache_write.input_tokens": 40,
+            },
+        )
+    )
+    batch = decode(span, resource={"service.name": "svc", "cognocient.tenant": "acme"})
+    [record] = batch.records
+    assert (record.tenant, record.run_id, record.is_llm, record.is_run_root) == ("acme", "run-1", True, False)
+    assert (record.step, record.fingerprint, record.error_type) == (3, "abc123", "timeout")
+    assert record.cost_usd == Decimal("0.125") and record.cost_source == "price_table"
+    assert record.cache_creation_tokens == 40
+    assert record.trace_id == span.trace_id.hex() and len(record.trace_id) == 32
+    attributes = record.attributes()
+    assert attributes["custom.flag"] is True
+    assert attributes["custom.list"] == ["a", "b"]
+    assert attributes["service.name"] == "svc"
+
+
+def test_agent_tool_and_plain_spans_are_classified() -> None:
+    root = make_span(
+        {"gen_ai.operation.name": "invoke_agent", "cognocient.run.id": "r", "gen_ai.usage.input_tokens": 999},
+        name="invoke_agent a",
+    )
+    tool = make_span(
+        {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": "search",
+            "gen_ai.tool.call.arguments": '{"q": "x"}',
+            "cognocient.run.id": "r",
+        },
+        parent_span_id=b"\x01" * 8,
+    )
+    plain_child = make_span({"http.method": "GET"}, parent_span_id=b"\x02" * 8)
+    batch = decode(root, tool, plain_child)
+    assert batch.received == 3
+    root_record, tool_record = batch.records  # the plain child span belongs to no run
+    assert root_record.is_run_root and not root_record.is_llm and root_record.input_tokens == 0
+    assert tool_record.tool_name == "search" and len(tool_record.tool_args_hash) == 16
+    assert not tool_record.is_run_root
