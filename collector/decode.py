@@ -163,7 +163,7 @@ def parse_json(body: bytes) -> Any:
     """OTLP/JSON: protobuf JSON mapping, except that trace and span ids are hex, not base64."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise MalformedRequest(f"body is not JSON: {error}") from None
     if not isinstance(data, dict):
         raise MalformedRequest("body must be a JSON object with resourceSpans")

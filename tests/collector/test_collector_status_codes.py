@@ -82,6 +82,38 @@ def test_random_bytes_and_truncated_protobuf_are_invalid_argument_and_400(collec
             {"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}
         ).encode(),
         json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": [1, 2]}]}]}]}).encode(),
+        b"[" * 100_000 + b"]" * 100_000,
+        json.dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "scopeSpans": [
+                            {
+                                "spans": [
+                                    {
+                                        "attributes": [
+                                            {
+                                                "key": "deep",
+                                                "value": {
+                                                    "kvlistValue": {
+                                                        "values": [{"key": "x", "value": {"kvlistValue": {}}}]
+                                                    }
+                                                },
+                                            }
+                                        ]
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                ]
+            }
+        )
+        .replace(
+            '{"kvlistValue": {}}',
+            '{"kvlistValue": {"values": [{"key": "x", "value": ' * 150 + "{}" + "}]}}" * 150,
+        )
+        .encode(),
     ],
 )
 def test_wrong_json_is_400_with_a_message(collector: Collector, payload: bytes) -> None:
@@ -126,6 +158,28 @@ def test_unusable_spans_are_rejected_with_a_message_and_the_rest_accepted(collec
     assert Decimal(run["cost_usd_exact"]) == Decimal("0.75")
     assert sorted(map(len, run["models"])) == [6, 256]
     assert collector.stats.spans_rejected.get(("grpc", "unusable")) == len(bad)
+
+
+def test_a_client_that_stops_sending_is_dropped_and_the_server_goes_on(start_collector) -> None:
+    import socket
+
+    collector = start_collector(
+        receivers={
+            "otlp": {
+                "grpc": {"endpoint": "127.0.0.1:0"},
+                "http": {"endpoint": "127.0.0.1:0", "read_timeout_seconds": 0.5},
+            }
+        }
+    )
+    with socket.create_connection(("127.0.0.1", collector.http_port)) as slow:
+        slow.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 1000\r\n\r\nabc"
+        )
+        assert_still_serving(collector)  # another client is served meanwhile
+        slow.settimeout(5)
+        assert slow.recv(100) == b""  # dropped after the read timeout
+    assert_still_serving(collector)
 
 
 def test_partial_success_over_http_json(collector: Collector) -> None:
