@@ -239,6 +239,16 @@ def _note_problem(messages: list[str], problem: str, span_id: bytes) -> None:
         messages.append(f"{problem} (span {span_id.hex() or '?'})")
 
 
+def _string(found: Any, limit: int = MAX_LABEL_CHARS) -> str | None:
+    """A looked-up AnyValue expected to be a string: the common case in two C calls."""
+    if found is None:
+        return None
+    text = found.string_value
+    if text and len(text) <= limit:
+        return text
+    return _text(_value(found), limit)
+
+
 def _label(value: Any, limit: int = MAX_LABEL_CHARS) -> str | None:
     if value.__class__ is str and 0 < len(value) <= limit:
         return value
@@ -274,26 +284,18 @@ def _record(
         raise _Unusable("end time is more than a day in the future (is the sender's clock right?)")
 
     get = span.attributes.get
-    operation = _value(get(attr.GEN_AI_OPERATION_NAME))
-    if operation is not None:
-        operation = _label(operation)
-    input_value = _value(get(attr.GEN_AI_USAGE_INPUT_TOKENS))
-    if input_value is None:
-        input_value = _value(get(attr.GEN_AI_USAGE_PROMPT_TOKENS))
-    output_value = _value(get(attr.GEN_AI_USAGE_OUTPUT_TOKENS))
-    if output_value is None:
-        output_value = _value(get(attr.GEN_AI_USAGE_COMPLETION_TOKENS))
+    operation = _string(get(attr.GEN_AI_OPERATION_NAME))
+    found = get(attr.GEN_AI_USAGE_INPUT_TOKENS) or get(attr.GEN_AI_USAGE_PROMPT_TOKENS)
+    input_value = None if found is None else (found.int_value or _value(found))
+    found = get(attr.GEN_AI_USAGE_OUTPUT_TOKENS) or get(attr.GEN_AI_USAGE_COMPLETION_TOKENS)
+    output_value = None if found is None else (found.int_value or _value(found))
     if operation in _INFERENCE:
         is_llm = True
     elif operation in _NOT_LLM_OPERATIONS:
         is_llm = False
     else:
         is_llm = input_value is not None or output_value is not None
-    run_id = _value(get(attr.COGNOCIENT_RUN_ID))
-    if run_id is None:
-        run_id = _value(get(attr.HTTP_REQUEST_HEADER_RUN_ID))
-    if run_id is not None:
-        run_id = _label(run_id, MAX_ID_CHARS + 1)
+    run_id = _string(get(attr.COGNOCIENT_RUN_ID) or get(attr.HTTP_REQUEST_HEADER_RUN_ID), MAX_ID_CHARS + 1)
     explicit_run = run_id is not None
     is_trace_root = not parent
     if not (explicit_run or is_llm or is_trace_root or operation in _RUN_OPERATIONS):
@@ -302,57 +304,45 @@ def _record(
         run_id = trace_id.hex()
     elif len(run_id) > MAX_ID_CHARS:
         raise _Unusable(f"cognocient.run.id is longer than {MAX_ID_CHARS} characters")
-    tenant = _value(get(attr.COGNOCIENT_TENANT))
-    if tenant is not None:
-        tenant = _label(tenant, MAX_ID_CHARS + 1)
-    tenant = tenant or resource_tenant or DEFAULT_TENANT
+    tenant = _string(get(attr.COGNOCIENT_TENANT), MAX_ID_CHARS + 1) or resource_tenant or DEFAULT_TENANT
     if len(tenant) > MAX_ID_CHARS:
         raise _Unusable(f"cognocient.tenant is longer than {MAX_ID_CHARS} characters")
     is_run_root = (is_trace_root and not is_llm) or (
         operation == attr.OPERATION_INVOKE_AGENT
         and (is_trace_root or span.flags & _SPAN_FLAG_PARENT_IS_REMOTE == _SPAN_FLAG_PARENT_IS_REMOTE)
     )
-    feature = _value(get(attr.COGNOCIENT_FEATURE))
-    if feature is None:
-        feature = _value(get(attr.HTTP_REQUEST_HEADER_FEATURE))
-    if feature is not None:
-        feature = _label(feature)
-    agent = _value(get(attr.GEN_AI_AGENT_NAME))
-    if agent is not None:
-        agent = _label(agent)
+    feature = _string(get(attr.COGNOCIENT_FEATURE) or get(attr.HTTP_REQUEST_HEADER_FEATURE))
+    agent = _string(get(attr.GEN_AI_AGENT_NAME))
     status_code = span.status.code
 
     provider = request_model = response_model = server_address = fingerprint = budget_decision = None
     tool_name = tool_args_hash = cost = cost_source = step = None
     input_tokens = output_tokens = cache_read = cache_creation = reasoning = 0
     if is_llm:
-        value = _value(get(attr.GEN_AI_PROVIDER_NAME))
-        if value is None:
-            value = _value(get(attr.GEN_AI_SYSTEM))
-        provider = None if value is None else _label(value)
-        value = _value(get(attr.GEN_AI_REQUEST_MODEL))
-        request_model = None if value is None else _label(value)
-        value = _value(get(attr.GEN_AI_RESPONSE_MODEL))
-        response_model = None if value is None else _label(value)
+        provider = _string(get(attr.GEN_AI_PROVIDER_NAME) or get(attr.GEN_AI_SYSTEM))
+        request_model = _string(get(attr.GEN_AI_REQUEST_MODEL))
+        response_model = _string(get(attr.GEN_AI_RESPONSE_MODEL))
         input_tokens = 0 if input_value is None else _tokens(input_value, attr.GEN_AI_USAGE_INPUT_TOKENS)
         output_tokens = 0 if output_value is None else _tokens(output_value, attr.GEN_AI_USAGE_OUTPUT_TOKENS)
-        value = _value(get(attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS))
-        cache_read = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
-        value = _value(get(attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS))
-        if value is None:
-            value = _value(get(attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS))
-        cache_creation = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
-        value = _value(get(attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS))
-        reasoning = 0 if value is None else _tokens(value, attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
-        value = _value(get(attr.SERVER_ADDRESS))
-        server_address = None if value is None else _label(value)
-        value = _value(get(attr.COGNOCIENT_STEP))
-        if value.__class__ is int and 0 < value <= MAX_TOKENS:
-            step = value
-        value = _value(get(attr.COGNOCIENT_REQUEST_FINGERPRINT))
-        fingerprint = None if value is None else _label(value, 128)
-        value = _value(get(attr.COGNOCIENT_BUDGET_DECISION))
-        budget_decision = None if value is None else _label(value, 32)
+        found = get(attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
+        if found is not None:
+            cache_read = _tokens(found.int_value or _value(found), attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
+        found = get(attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS) or get(
+            attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS)
+        if found is not None:
+            cache_creation = _tokens(
+                found.int_value or _value(found), attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
+        found = get(attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
+        if found is not None:
+            reasoning = _tokens(found.int_value or _value(found), attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)
+        server_address = _string(get(attr.SERVER_ADDRESS))
+        found = get(attr.COGNOCIENT_STEP)
+        if found is not None:
+            value = found.int_value
+            if 0 < value <= MAX_TOKENS:
+                step = value
+        fingerprint = _string(get(attr.COGNOCIENT_REQUEST_FINGERPRINT), 128)
+        budget_decision = _string(get(attr.COGNOCIENT_BUDGET_DECISION), 32)
         cost, cost_source = _reported_cost(get)
     elif operation == attr.OPERATION_EXECUTE_TOOL:
         value = _value(get(attr.GEN_AI_TOOL_NAME))
