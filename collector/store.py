@@ -77,8 +77,12 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 CREATE INDEX IF NOT EXISTS runs_by_last_seen ON runs (last_seen);
 """
 
+# A true UPSERT updates the row in place: INSERT OR REPLACE would delete and re-insert it, and
+# rewrite every index entry of the run each time.
 _UPSERT_RUN = (
-    f"INSERT OR REPLACE INTO runs ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
+    f"INSERT INTO runs ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))}) "
+    "ON CONFLICT (tenant, run_id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in ROW_COLUMNS[2:])
 )
 _MODELS_COLUMN = ROW_COLUMNS.index("models")
 _SELECT_RUN = f"SELECT {', '.join(ROW_COLUMNS)} FROM runs"
