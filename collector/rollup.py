@@ -5,7 +5,7 @@ and change through the batch's unit of work (`collector/store.py`):
 
 * `uow.run(key)` / `uow.run_for(record)`: the run, as a private copy staged for this transaction;
 * `uow.add_waste_flag(key, kind=, step=, message=, wasted_cost_usd=)`: once per run and kind;
-* `uow.mark_blocked(key, budget=, step=)`: status becomes `blocked` and stays.
+* `uow.mark_blocked(key, budget=, step=, feature=, agent=)`: status becomes `blocked` and stays.
 
 Committed rollups are never mutated: a transaction works on copies and publishes them to
 `RunState` when its commit succeeds, so a reader (a scrape, the runs API) never sees a half-applied

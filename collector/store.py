@@ -13,7 +13,7 @@ dedup marks and rollups):
 * `uow.run(key)`, `uow.run_for(record)`: the run's `RunRollup` staged for this transaction (a copy;
   change it freely, it is written and published at commit);
 * `uow.add_waste_flag(key, kind=, step=, message=, wasted_cost_usd=)` and
-  `uow.mark_blocked(key, budget=, step=)`: durable and idempotent;
+  `uow.mark_blocked(key, budget=, step=, feature=, agent=)`: durable and idempotent;
 * `uow.execute(sql, params)` / `uow.executemany(sql, rows)` on the stage's own tables (create them
   in `Stage.setup(store)`, which runs once at start with `store.executescript`);
 * `uow.after_commit(callback)`: in-memory effects (counters, caches) that must happen only if the
@@ -30,6 +30,7 @@ import gc
 import logging
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable
 from decimal import Decimal
@@ -289,13 +290,31 @@ class UnitOfWork:
         run.waste_flags.append(flag)
         return True
 
-    def mark_blocked(self, key: RunKey, *, budget: str, step: int | None) -> bool:
-        """Mark the run blocked by `budget` at `step` (created if unknown); False if already blocked."""
+    def mark_blocked(
+        self,
+        key: RunKey,
+        *,
+        budget: str,
+        step: int | None,
+        feature: str | None = None,
+        agent: str | None = None,
+    ) -> bool:
+        """Mark the run blocked by `budget` at `step` (created if unknown); False if already blocked.
+
+        `feature` and `agent` are what the blocker knows of the run (a budget check names both):
+        they fill in what its spans have not told yet, so that the run's end is counted under its
+        own labels rather than `unknown`. A value the spans already gave is kept.
+        """
         run = self.run(key)
         if run is None:
             run = self._staged[key] = RunRollup(key[0], key[1], last_seen=self.now)
+            self._absent.discard(key)
         if run.status == BLOCKED:
             return False
+        if feature and run.feature is None:
+            run.feature = sys.intern(feature)
+        if agent and run.agent is None:
+            run.agent = sys.intern(agent)
         run.blocked_by = {"budget": budget, "step": step}
         self.end_run(run, BLOCKED)
         return True

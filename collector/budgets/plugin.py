@@ -57,7 +57,14 @@ def install(collector: Collector) -> None:
 
     def record_block(key: tuple[str, str], block: RunBlock, feature: str, agent: str) -> None:
         # The ledger already refuses the run; this puts `blocked` with budget and step in the runs API.
-        collector.run_job(lambda uow: uow.mark_blocked(key, budget=block.budget, step=block.step or None))
+        # The check names the run's feature and agent: its spans may not have arrived yet (the
+        # SDK's batch processor holds them), and the run's end is counted under these labels.
+        collector.run_job(
+            lambda uow: uow.mark_blocked(
+                key, budget=block.budget, step=block.step or None,
+                feature=feature or None, agent=agent or None,
+            )
+        )
 
     def stage(next: Stage) -> Stage:
         return runtime().stage_factory(next)

@@ -153,6 +153,21 @@ def test_a_variable_selection_filters_every_panel(stack: Stack) -> None:
     assert ("agent-run-cost.json", "Waste flags by kind") not in with_data
 
 
+def test_the_runs_blocked_stat_counts_the_blocked_run_under_its_feature_and_agent(stack: Stack) -> None:
+    """The demo's runaway run is blocked at the budget check, before its root span (the only one
+    naming its agent) is exported: the stat must still find it with its feature and agent selected."""
+    board = load_dashboards()["agent-run-cost.json"]
+    (panel,) = [panel for panel in panels_with_queries(board) if panel["title"] == "Runs blocked"]
+    (target,) = panel["targets"]
+    selected = {"feature": ["research"], "agent": ["researcher"]}
+    answer = stack.prometheus.query(grafana_to_promql(target["expr"], selected))
+    assert answer["status"] == "success", answer
+    values = [float(series["value"][1]) for series in answer["data"]["result"]]
+    assert values and values[0] >= 1, answer
+    unknown = stack.prometheus.query('cognocient_runs_ended_total{status="blocked", agent="unknown"}')
+    assert unknown["data"]["result"] == [], unknown
+
+
 def test_every_template_variable_has_values(stack: Stack) -> None:
     for name, board in load_dashboards().items():
         for variable in board["templating"]["list"]:
