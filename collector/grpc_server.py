@@ -72,7 +72,10 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for register in extra_servicers:
             register(self.server)
-        self.port = self.server.add_insecure_port(endpoint)
+        try:
+            self.port = self.server.add_insecure_port(endpoint)
+        except RuntimeError:  # recent grpcio raises where older releases returned port 0
+            self.port = 0
         if self.port == 0:
             raise OSError(f"cannot listen on {endpoint} for OTLP/gRPC (address in use or not local?)")
 
