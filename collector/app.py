@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.registry import Collector as PrometheusCollector
@@ -44,6 +44,22 @@ logger = logging.getLogger("collector")
 # Dedup marks outlive any exporter retry (the OTel SDKs give up within minutes) by far; two days
 # also cover replays from a collector's persistent queue after an outage.
 DEDUP_RETENTION_SECONDS = 2 * 86_400
+
+
+T = TypeVar("T")
+
+
+def _listening(purpose: str, endpoint: str, bind: Callable[[], T]) -> T:
+    """`bind()`, with a bind failure told as the endpoint and what it was for (the OS error alone,
+    "Address already in use", does not say which of the collector's ports is taken)."""
+    try:
+        return bind()
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            f"cannot listen on {endpoint} for {purpose}: {error.strerror or error} "
+            "(another process holds the port? set another one, or port 0 for any free port)",
+        ) from error
 
 
 class Collector:
@@ -150,11 +166,11 @@ class Collector:
             max_recv_msg_size_mib=grpc_config.max_recv_msg_size_mib, max_workers=grpc_config.max_workers,
             extra_servicers=self._servicers,
         )
-        self._http = HttpServer(
+        self._http = _listening("OTLP/HTTP", http_config.endpoint, lambda: HttpServer(
             receiver=receiver, endpoint=http_config.endpoint,
             max_body_bytes=http_config.max_request_body_mib * 1024 * 1024,
             read_timeout_seconds=http_config.read_timeout_seconds,
-        )
+        ))
         runs_api = RunsApi(config.store.path, ready=lambda: self._ready)
         self._http.add_route("GET", "/v1/runs", runs_api.list_runs)
         self._http.add_route("GET", "/v1/runs/{run_id}", runs_api.get_run)
@@ -168,7 +184,10 @@ class Collector:
         for collector in self._metrics_collectors:
             self.registry.register(collector)
         metrics_host, metrics_port = split_endpoint(config.prometheus.endpoint)
-        server, _thread = start_http_server(metrics_port, addr=metrics_host, registry=self.registry)
+        server, _thread = _listening(
+            "Prometheus /metrics", config.prometheus.endpoint,
+            lambda: start_http_server(metrics_port, addr=metrics_host, registry=self.registry),
+        )
         self._metrics_server = server
         self.metrics_port = server.server_port
         self._grpc.start()

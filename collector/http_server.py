@@ -138,7 +138,10 @@ class HttpServer:
     def stop(self, grace: float) -> None:
         """Stop accepting connections; wait (up to `grace`) for requests being handled."""
         self.stopping = True
-        self.httpd.shutdown()
+        # shutdown() waits for serve_forever() to notice: on a server never started (the collector
+        # failed to start after binding this port) it would wait forever.
+        if self._thread.is_alive():
+            self.httpd.shutdown()
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace)
         self.httpd.server_close()

@@ -45,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         collector.start()
     except (OSError, StoreError) as error:
-        logger.error(f"cannot start: {error}", extra={"event": "collector.start_failed"})
+        # An OSError's text without its "[Errno 98]" prefix: the message names endpoint and cause.
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        logger.error(f"cannot start: {reason}", extra={"event": "collector.start_failed"})
+        return 1
+    except Exception:  # a plugin failing at start, say: still a clear exit, not a hung process
+        logger.exception("cannot start", extra={"event": "collector.start_failed"})
         return 1
     while not stop.wait(1.0):
         pass
