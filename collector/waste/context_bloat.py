@@ -17,14 +17,17 @@ make a baseline taken mid-run look small, or a streak look unbroken.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from itertools import pairwise
-from statistics import median
 
 from collector.waste.config import ContextBloatConfig
 from collector.waste.flags import CONTEXT_BLOAT, WasteFlag
 from collector.waste.money import format_usd
+from collector.waste.state import CallEntry
 from collector.waste.timeline import Timeline
+
+InputCost = Callable[[CallEntry], "Decimal | None"]
 
 __all__ = ["detect_context_bloat"]
 
@@ -36,28 +39,45 @@ def detect_context_bloat(
     settled: int | None = None,
     growth_from: int = 0,
     window_from: int = 0,
+    input_cost: InputCost | None = None,
 ) -> WasteFlag | None:
     """The first call of the run (in timeline order) at which either check holds, or None.
 
     The growth check reads only the first `settled` calls (see `Timeline.settled()`); the
     window check concerns one call alone and reads them all. `growth_from` / `window_from` say
     how many leading calls (in this same order) an earlier pass already found clean: a check at
-    call n reads calls up to n only, so they need not be read again.
+    call n reads calls up to n only, so they need not be read again. `input_cost(call)` prices a
+    call's input tokens for the wasted-cost estimate (None: not priced); it is asked only for the
+    calls of a flag's growth streak.
     """
     limit = len(timeline) if settled is None else settled
-    candidates = [flag for flag in (_growth(timeline, config, limit, growth_from),
+    price = input_cost or _unpriced
+    candidates = [flag for flag in (_growth(timeline, config, limit, growth_from, price),
                                     _window(timeline, config, window_from)) if flag]
     if not candidates:
         return None
     return min(candidates, key=lambda flag: flag.details["position"])
 
 
-def _growth(timeline: Timeline, config: ContextBloatConfig, limit: int, start: int) -> WasteFlag | None:
+def _unpriced(call: CallEntry) -> Decimal | None:
+    return None
+
+
+def _median(values: list[int]) -> float | int:
+    """statistics.median, without its overhead (called once per run and batch)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _growth(
+    timeline: Timeline, config: ContextBloatConfig, limit: int, start: int, input_cost: InputCost
+) -> WasteFlag | None:
     ordered = timeline.ordered
     baseline_calls = _with_tokens(range(limit), ordered, config.baseline_steps)
     if len(baseline_calls) < config.baseline_steps:
         return None
-    baseline = median(ordered[index].input_tokens for index in baseline_calls)
+    baseline = _median([ordered[index].input_tokens for index in baseline_calls])
     threshold = config.growth_factor * baseline
     factor = 1.0 + config.min_step_growth
     first = max(start, baseline_calls[-1] + 1)  # the flagged call comes after the baseline calls
@@ -78,7 +98,7 @@ def _growth(timeline: Timeline, config: ContextBloatConfig, limit: int, start: i
             streak = streak + 1 if _grew(ordered[last].input_tokens, tokens, factor) else 0
         last = index
         if streak >= config.growing_steps and tokens > threshold and tokens >= config.min_input_tokens:
-            return _growth_flag(timeline, _streak_ending_at(ordered, index, factor), baseline)
+            return _growth_flag(timeline, _streak_ending_at(ordered, index, factor), baseline, input_cost)
     return None
 
 
@@ -111,13 +131,15 @@ def _streak_ending_at(ordered: list, index: int, factor: float) -> list[int]:
     return streak
 
 
-def _growth_flag(timeline: Timeline, streak_indexes: list[int], baseline: float) -> WasteFlag:
+def _growth_flag(
+    timeline: Timeline, streak_indexes: list[int], baseline: float, input_cost: InputCost
+) -> WasteFlag:
     first_index, last_index = streak_indexes[0], streak_indexes[-1]
     first, last = timeline.ordered[first_index], timeline.ordered[last_index]
     started_after = timeline.step_at(first_index)
     step = timeline.step_at(last_index)
     growth = last.input_tokens / first.input_tokens
-    wasted = _excess_input_cost(timeline, streak_indexes[1:], first.input_tokens)
+    wasted = _excess_input_cost(timeline, streak_indexes[1:], first.input_tokens, input_cost)
     message = (
         f"Context bloat after step {started_after}: input grew {growth:.1f}x over "
         f"{step - started_after} steps ({first.input_tokens:,} -> {last.input_tokens:,} input tokens "
@@ -139,15 +161,18 @@ def _growth_flag(timeline: Timeline, streak_indexes: list[int], baseline: float)
     )
 
 
-def _excess_input_cost(timeline: Timeline, indexes: list[int], base_tokens: int) -> Decimal | None:
+def _excess_input_cost(
+    timeline: Timeline, indexes: list[int], base_tokens: int, input_cost: InputCost
+) -> Decimal | None:
     """What the input tokens above `base_tokens` cost over `indexes`; None if no call there has a price."""
     total: Decimal | None = None
     for index in indexes:
         call = timeline.ordered[index]
-        if call.input_usd is None:
+        input_usd = input_cost(call)
+        if input_usd is None:
             continue
         excess = Decimal(call.input_tokens - base_tokens) / Decimal(call.input_tokens)
-        total = (total or Decimal(0)) + call.input_usd * excess
+        total = (total or Decimal(0)) + input_usd * excess
     return total
 
 

@@ -3,8 +3,10 @@
 `WasteDetector.record()` keeps what the detectors need from one span (LLM or execute_tool; other
 spans are ignored) in the run's `RunWasteState`; `evaluate()` runs every enabled detector that
 has not yet flagged the run over the whole state and returns the new flags, each kind once per run.
-Both are pure functions of the state and the spans, apart from price and context-window lookups
-(cached per model), so they can run inside the collector's store transaction.
+Both are pure functions of the state and the spans, apart from context-window lookups (cached per
+model), so they can run inside the collector's store transaction. Nothing is priced per span: a
+call keeps a shared reference to its model, and `input_cost()` prices the few calls a context-bloat
+flag needs, with the collector's `PriceBook` (so configured price overrides apply), when it is raised.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ from collector.waste.context_windows import ContextWindows
 from collector.waste.flags import CONTEXT_BLOAT, LOOP, RETRY_STORM, WasteFlag
 from collector.waste.loop import detect_loop
 from collector.waste.retry_storm import detect_retry_storm
-from collector.waste.state import CallEntry, Entry, RunWasteState, ToolEntry
+from collector.waste.state import CallEntry, Entry, ModelRef, RunWasteState, ToolEntry, model_ref
 from collector.waste.timeline import ScanMark, Timeline
 
 __all__ = ["WasteDetector", "failure_of"]
 
 _EXECUTE_TOOL = "execute_tool"
+_ZERO_TEXT = "0"
+_MAX_MODELS = 4096  # model names come from spans: the lookup cache must stay bounded
+# Runs this short are re-read whole by the bloat checks: cheaper than keeping marks for them.
+_MARK_FROM_CALLS = 4
 _BLOCKED = "blocked"
 _ERROR_STATUS = 2  # OTLP Status.STATUS_CODE_ERROR
 
@@ -71,6 +77,12 @@ class WasteDetector:
                 if section.enabled:
                     enabled.add(kind)
         self.enabled_kinds: frozenset[str] = frozenset(enabled)
+        # Read per span: plain attributes, not lookups through the config models.
+        self._max_calls = config.max_tracked_calls
+        self._loop_tools = config.loop.tools
+        self._windows_wanted = config.context_bloat.context_window_share is not None
+        self._late_arrival_ns = int(config.late_arrival_seconds * 1e9)
+        self._models: dict[tuple[str, str | None], ModelRef] = {}
 
     def wants(self, state: RunWasteState) -> bool:
         """Whether some enabled detector has yet to flag this run."""
@@ -81,7 +93,7 @@ class WasteDetector:
 
         Returns the entry added to `state` (to be stored), None when the span is of no interest.
         """
-        pending = self.enabled_kinds - state.raised
+        pending = self.enabled_kinds - state.raised if state.raised else self.enabled_kinds
         if not pending:
             return None
         entry: Entry | None = None
@@ -89,7 +101,7 @@ class WasteDetector:
             entry = self._call_entry(state, record, pending)
             if entry is not None:
                 state.add(entry)
-        elif record.operation == _EXECUTE_TOOL and LOOP in pending:
+        elif LOOP in pending and record.operation == _EXECUTE_TOOL:
             entry = self._tool_entry(state, record)
             if entry is not None:
                 state.add(entry)
@@ -109,7 +121,7 @@ class WasteDetector:
                 pending = pending - {LOOP}
         if not pending:
             return []
-        timeline = Timeline(state.calls)
+        timeline = Timeline.of(state)
         found: list[WasteFlag | None] = []
         if CONTEXT_BLOAT in pending:
             found.append(self._context_bloat(state, timeline))
@@ -119,7 +131,7 @@ class WasteDetector:
             found.append(detect_retry_storm(timeline, self.config.retry_storm))
         flags = sorted((flag for flag in found if flag is not None), key=lambda flag: flag.start_ns)
         for flag in flags:
-            state.raised.add(flag.kind)
+            state.mark_raised(flag.kind)
         if flags and not self.wants(state):
             state.clear()
         return flags
@@ -127,16 +139,16 @@ class WasteDetector:
     def _context_bloat(self, state: RunWasteState, timeline: Timeline) -> WasteFlag | None:
         # Calls found clean by an earlier batch are not read again (see `ScanMark`): the usual
         # batch appends a call or two to a run, and the checks then read those only.
-        settled = timeline.settled(int(self.config.late_arrival_seconds * 1e9))
-        marks = state.scan_marks
+        settled = timeline.settled(self._late_arrival_ns)
         flag = detect_context_bloat(
             timeline, self.config.context_bloat, settled=settled,
-            growth_from=ScanMark.clean_prefix(timeline, marks.get("growth")),
-            window_from=ScanMark.clean_prefix(timeline, marks.get("window")),
+            growth_from=ScanMark.clean_prefix(timeline, state.growth_mark),
+            window_from=ScanMark.clean_prefix(timeline, state.window_mark),
+            input_cost=self.input_cost,
         )
-        if flag is None:
-            marks["growth"] = ScanMark.of(timeline, settled)
-            marks["window"] = ScanMark.of(timeline, len(timeline))
+        if flag is None and len(timeline) > _MARK_FROM_CALLS:
+            state.growth_mark = ScanMark.of(timeline, settled)
+            state.window_mark = ScanMark.of(timeline, len(timeline))
         return flag
 
     def _may_repeat(self, state: RunWasteState, added: Iterable[Entry]) -> bool:
@@ -156,46 +168,61 @@ class WasteDetector:
     def _call_entry(
         self, state: RunWasteState, record: SpanRecord, pending: frozenset[str]
     ) -> CallEntry | None:
-        if len(state.calls) >= self.config.max_tracked_calls:
+        if len(state.calls) >= self._max_calls:
             state.truncated = True
             return None
         if record.budget_decision == _BLOCKED:
             # Refused before it was sent: no tokens, no repeat, no failure; only its step number,
             # which the timeline needs so as not to wait for it as a missing step.
-            return CallEntry(step=record.step, start_ns=record.start_ns)
+            return CallEntry(record.step, record.start_ns)
+        cost = record.cost_usd
+        error_type = record.error_type
+        if error_type:
+            error_type = str(error_type)
+        elif record.status_code == _ERROR_STATUS:
+            error_type = "error"
+        else:
+            error_type = None
+        fingerprint = record.fingerprint if LOOP in pending else None
         # An embeddings input is a document, not the conversation's context.
-        bloat_pending = (CONTEXT_BLOAT in pending and record.input_tokens > 0
-                         and record.operation != "embeddings")
-        return CallEntry(
-            step=record.step,
-            start_ns=record.start_ns,
-            input_tokens=record.input_tokens if bloat_pending else 0,
-            input_usd=self._input_cost(record) if bloat_pending else None,
-            cost_usd=record.cost_usd if record.cost_usd is not None else Decimal(0),
-            error_type=failure_of(record),
-            fingerprint=record.fingerprint if LOOP in pending else None,
-            context_window=self._window(record) if bloat_pending else None,
-        )
+        if CONTEXT_BLOAT in pending and record.input_tokens > 0 and record.operation != "embeddings":
+            return CallEntry(
+                record.step, record.start_ns, record.input_tokens, _ZERO_TEXT if cost is None else str(cost),
+                error_type, fingerprint, self._model(record), record.cache_read_tokens,
+                record.cache_creation_tokens,
+            )
+        return CallEntry(record.step, record.start_ns, 0, _ZERO_TEXT if cost is None else str(cost),
+                         error_type, fingerprint)
 
     def _tool_entry(self, state: RunWasteState, record: SpanRecord) -> ToolEntry | None:
-        if not self.config.loop.tools or not record.tool_name or not record.tool_args_hash:
+        if not self._loop_tools or not record.tool_name or not record.tool_args_hash:
             return None  # without the arguments, "the same call again" cannot be told from a new one
-        if len(state.tools) >= self.config.max_tracked_calls:
+        if len(state.tools) >= self._max_calls:
             state.truncated = True
             return None
         return ToolEntry(record.start_ns, f"{record.tool_name}\x00{record.tool_args_hash}", record.tool_name)
 
-    def _input_cost(self, record: SpanRecord) -> Decimal | None:
-        usage = TokenUsage(
-            input_tokens=record.input_tokens,
-            cache_read_tokens=record.cache_read_tokens,
-            cache_write_tokens=record.cache_creation_tokens,
-        )
-        result = self._prices.cost(model=record.model, usage=usage, provider=record.provider,
-                                   api_url=None)
-        return None if result.source == "unknown_model" else result.usd
-
-    def _window(self, record: SpanRecord) -> int | None:
-        if self.config.context_bloat.context_window_share is None:
+    def _model(self, record: SpanRecord) -> ModelRef | None:
+        """The call's model, shared by every call of it; its context window is looked up once."""
+        model = record.response_model or record.request_model
+        if not model:
             return None
-        return self._windows.window(model=record.model, provider=record.provider)
+        key = (model, record.provider)
+        ref = self._models.get(key)
+        if ref is None:
+            window = (self._windows.window(model=model, provider=record.provider)
+                      if self._windows_wanted else None)
+            ref = model_ref(model, record.provider, window)
+            if len(self._models) < _MAX_MODELS:
+                self._models[key] = ref
+        return ref
+
+    def input_cost(self, call: CallEntry) -> Decimal | None:
+        """What the call's input tokens cost (cached tokens at their rate); None if unpriced."""
+        priced = call.priced
+        if priced is None or isinstance(priced, Decimal):
+            return priced
+        usage = TokenUsage(input_tokens=call.input_tokens, cache_read_tokens=call.cache_read_tokens,
+                           cache_write_tokens=call.cache_write_tokens)
+        result = self._prices.cost(model=priced.name, usage=usage, provider=priced.provider, api_url=None)
+        return None if result.source == "unknown_model" else result.usd

@@ -45,7 +45,7 @@ def _repeated_request(timeline: Timeline, repeats: int) -> WasteFlag | None:
             continue
         step = timeline.step_at(index)
         first_step = timeline.step_at(occurrences[0])
-        wasted = sum((timeline.ordered[i].cost_usd for i in occurrences[1:]), Decimal(0))
+        wasted = sum((timeline.ordered[i].cost for i in occurrences[1:]), Decimal(0))
         message = (
             f"Loop at step {step}: the same request was sent {repeats} times (first at step {first_step}); "
             f"the {repeats - 1} repeats cost {format_usd(wasted)}"

@@ -41,7 +41,7 @@ def _flag(timeline: Timeline, burst: list[int]) -> WasteFlag:
     seconds = (calls[-1].start_ns - calls[0].start_ns) / 1e9
     by_type = Counter(call.error_type for call in calls)
     breakdown = ", ".join(f"{error_type} x{count}" for error_type, count in by_type.most_common())
-    wasted = sum((call.cost_usd for call in calls), Decimal(0))
+    wasted = sum((call.cost for call in calls), Decimal(0))
     message = (
         f"Retry storm at step {step}: {len(calls)} failed LLM calls in {seconds:.1f}s ({breakdown}), "
         f"the first at step {timeline.step_at(burst[0])}"

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 from cognocient_otel.pricing import PriceBook
@@ -52,7 +53,9 @@ CREATE TABLE IF NOT EXISTS waste_entries (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS waste_entries_by_updated ON waste_entries (updated);
 """
-_SELECT = "SELECT kind, entry FROM waste_entries WHERE tenant = ? AND run_id = ? ORDER BY seq"
+_SELECT_MANY = ("SELECT run_id, kind, entry FROM waste_entries WHERE tenant = ? AND run_id IN ({marks}) "
+                "ORDER BY run_id, seq")
+_SQL_VARIABLES = 500
 _INSERT = ("INSERT OR REPLACE INTO waste_entries (tenant, run_id, seq, kind, entry, updated) "
            "VALUES (?, ?, ?, ?, ?, ?)")
 _DELETE = "DELETE FROM waste_entries WHERE tenant = ? AND run_id = ?"
@@ -85,16 +88,19 @@ class WasteStage(Stage):
         # (feature, kind): cognocient_waste_flags_total, counted once the flag is committed
         self.flags_raised = flags_raised if flags_raised is not None else CounterVec()
         self._next_purge = 0.0
-        # Committed states of recent runs, so that a batch neither reads nor decodes them again.
-        # A transaction works on copies (`_staged`), merged in only once it commits.
-        # Bounded by entries, not runs: a few long runs weigh as much as many short ones
-        # (an entry is some 200 bytes in memory).
+        # States of recent runs, so that a batch neither reads nor decodes them again, least
+        # recently used first. Bounded by entries, not runs: a few long runs weigh as much as many
+        # short ones (a run costs some 300 bytes plus 200 per entry). Runs that end are dropped at
+        # once: their late spans, if any, read the state back from the store.
         self._cache: OrderedDict[RunKey, RunWasteState] = OrderedDict()
         self._cached_entries = 0
         self._max_cached_entries = cached_entries
         self._uow: UnitOfWork | None = None
         self._ledger: Any | None = None  # the budget ledger, for on_loop: block
-        self._staged: dict[RunKey, RunWasteState] = {}
+        # Runs changed in the open transaction: key -> (checkpoint, entries counted in the cache),
+        # or None for a state not cached before. States are changed in place (no copy per batch);
+        # if the transaction does not commit, the next one restores them from here first.
+        self._touched: dict[RunKey, tuple[Any, int] | None] = {}
 
     def setup(self, store: Store) -> None:
         store.executescript(SCHEMA)
@@ -104,18 +110,29 @@ class WasteStage(Stage):
         uow = batch.uow
         if uow is None or not self.detector.enabled_kinds:
             return
-        if uow is not self._uow:  # a new transaction: what the last one staged committed or is void
-            self._uow = uow
-            self._staged = {}
-            uow.after_commit(self._publish_staged(self._staged))
+        if uow is not self._uow:  # a new transaction: the last one committed, or is void
+            self._begin(uow)
         by_run: dict[RunKey, list[SpanRecord]] = {}
         for record in batch.records:
             if record.is_llm or record.operation == _EXECUTE_TOOL:
-                by_run.setdefault(record.run_key, []).append(record)
+                key = (record.tenant, record.run_id)
+                records = by_run.get(key)
+                if records is None:
+                    by_run[key] = [record]
+                else:
+                    records.append(record)
+        if not by_run:
+            return
+        cache = self._cache
+        missing = [key for key in by_run if key not in cache]
+        if missing:
+            self._load(uow, missing)
         raised: list[tuple[str, str]] = []
         rows: list[tuple[object, ...]] = []
         for key, records in by_run.items():
-            raised += self._process_run(uow, key, records, rows)
+            flags = self._process_run(uow, key, records, rows)
+            if flags:
+                raised += self._raise(uow, key, records, flags)
         if rows:
             uow.executemany(_INSERT, rows)
         if raised:
@@ -127,22 +144,33 @@ class WasteStage(Stage):
 
     def _process_run(
         self, uow: UnitOfWork, key: RunKey, records: list[SpanRecord], rows: list[tuple[object, ...]]
-    ) -> list[tuple[str, str]]:
+    ) -> list[WasteFlag]:
         """Detect on one run; its new entries are appended to `rows`, to be inserted with the batch's."""
-        state = self._state(uow, key)
-        if not self.detector.wants(state):
+        state = self._cache[key]
+        detector = self.detector
+        if not detector.wants(state):
             return []
-        first_seq = len(state.calls) + len(state.tools)
-        added = [entry for entry in (self.detector.record(state, record) for record in records) if entry]
+        cache = self._cache
+        touched = self._touched
+        if key not in touched:
+            cache.move_to_end(key)
+            touched[key] = (state.checkpoint(), state.size)
+        first_seq = state.size
+        record = detector.record
+        added = [entry for entry in map(record, repeat(state, len(records)), records) if entry is not None]
         if not added:
             return []
-        flags = self.detector.evaluate(state, added=added)
-        if not self.detector.wants(state):
+        flags = detector.evaluate(state, added=added)
+        if not detector.wants(state):
             uow.execute(_DELETE, key)  # every kind raised: nothing left to watch for
         else:
-            for seq, entry in enumerate(added, start=first_seq):
-                kind, text = RunWasteState.entry_row(entry)
-                rows.append((key[0], key[1], seq, kind, text, uow.now))
+            kind, text = RunWasteState.batch_row(added)
+            rows.append((key[0], key[1], first_seq, kind, text, uow.now))
+        return flags
+
+    def _raise(
+        self, uow: UnitOfWork, key: RunKey, records: list[SpanRecord], flags: list[WasteFlag]
+    ) -> list[tuple[str, str]]:
         raised = []
         for flag in flags:
             if not uow.add_waste_flag(key, kind=flag.kind, step=flag.step, message=flag.message,
@@ -155,47 +183,78 @@ class WasteStage(Stage):
                 self._block_on_loop(uow, key, flag, records)
         return raised
 
-    def _state(self, uow: UnitOfWork, key: RunKey) -> RunWasteState:
-        """The run's state staged in this transaction: a copy of the cached one, or read from the store."""
-        staged = self._staged.get(key)
-        if staged is not None:
-            return staged
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            state = cached.copy()
-        else:
-            state = self._read(uow, key)
-        self._staged[key] = state
-        return state
+    def _begin(self, uow: UnitOfWork) -> None:
+        if self._touched:  # the last transaction did not commit: undo what it did to the states
+            self._undo(self._touched)
+        self._uow = uow
+        touched = self._touched = {}
+        uow.after_commit(lambda: self._committed(uow, touched))
 
-    def _read(self, uow: UnitOfWork, key: RunKey) -> RunWasteState:
-        # The rollup is the record of what was raised (the rows are gone once all kinds were).
-        run = uow.run(key)
-        raised = [str(flag.get("kind")) for flag in run.waste_flags] if run is not None else []
-        rows = uow.execute(_SELECT, key).fetchall()
+    def _undo(self, touched: dict[RunKey, tuple[Any, int] | None]) -> None:
+        cache = self._cache
+        for key, before in touched.items():
+            if before is None:
+                cache.pop(key, None)
+            else:
+                state = cache.get(key)
+                if state is not None:
+                    state.restore(before[0])
+        touched.clear()
+
+    def _committed(self, uow: UnitOfWork, touched: dict[RunKey, tuple[Any, int] | None]) -> None:
+        """After the commit: count the changed states into the memory bound, drop ended runs, trim."""
+        cache = self._cache
+        entries = self._cached_entries
+        for key, before in touched.items():
+            state = cache.get(key)
+            if state is not None:
+                entries += state.size - (before[1] if before is not None else -1)
+        touched.clear()
+        for run in uow.ended_runs:  # finished, blocked or expired: its spans have (nearly) all come
+            state = cache.pop(run.key, None)
+            if state is not None:
+                entries -= 1 + state.size
+        while entries > self._max_cached_entries and cache:
+            _key, evicted = cache.popitem(last=False)
+            entries -= 1 + evicted.size
+        self._cached_entries = entries
+
+    def _load(self, uow: UnitOfWork, keys: list[RunKey]) -> None:
+        """Read the states of runs not in memory: new runs, evicted ones, runs from before a restart.
+
+        One query for all of them (a batch of new runs finds no row at all).
+        """
+        rows_by_key: dict[RunKey, list[tuple[str, str]]] = {}
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, run_id in keys:
+            by_tenant.setdefault(tenant, []).append(run_id)
+        for tenant, run_ids in by_tenant.items():
+            for offset in range(0, len(run_ids), _SQL_VARIABLES):
+                chunk = run_ids[offset:offset + _SQL_VARIABLES]
+                query = _SELECT_MANY.format(marks=", ".join("?" * len(chunk)))
+                for run_id, kind, entry in uow.execute(query, (tenant, *chunk)):
+                    rows_by_key.setdefault((tenant, run_id), []).append((kind, entry))
+        cache, touched = self._cache, self._touched
+        for key in keys:
+            # The rollup is the record of what was raised (the rows are gone once all kinds were).
+            run = uow.run(key)
+            raised = [str(flag.get("kind")) for flag in run.waste_flags] if run is not None else []
+            rows = rows_by_key.get(key)
+            state = self._decode(uow, key, rows, raised) if rows else RunWasteState(raised=raised)
+            cache[key] = state
+            touched[key] = None
+
+    @staticmethod
+    def _decode(
+        uow: UnitOfWork, key: RunKey, rows: list[tuple[str, str]], raised: list[str]
+    ) -> RunWasteState:
         try:
             return RunWasteState.from_rows(rows, raised=raised)
         except StateDecodeError as error:
             # A bad row must not fail every later batch of the run: start its state afresh.
             logger.warning("waste state of run %s dropped: %s", key[1], error)
             uow.execute(_DELETE, key)
-            return RunWasteState(raised=set(raised))
-
-    def _publish_staged(self, staged: dict[RunKey, RunWasteState]) -> Callable[[], None]:
-        def publish() -> None:
-            cache = self._cache
-            for key, state in staged.items():
-                previous = cache.pop(key, None)
-                if previous is not None:
-                    self._cached_entries -= _size(previous)
-                cache[key] = state
-                self._cached_entries += _size(state)
-            while self._cached_entries > self._max_cached_entries and cache:
-                _key, evicted = cache.popitem(last=False)
-                self._cached_entries -= _size(evicted)
-
-        return publish
+            return RunWasteState(raised=raised)
 
     def _block_on_loop(
         self, uow: UnitOfWork, key: RunKey, flag: WasteFlag, records: list[SpanRecord]
@@ -209,10 +268,6 @@ class WasteStage(Stage):
             if blocker.applies(tenant=key[0], feature=feature, agent=agent):
                 block_run(uow, key, budget=blocker.budget, step=flag.step, ledger=self._ledger)
                 return
-
-
-def _size(state: RunWasteState) -> int:
-    return 1 + len(state.calls) + len(state.tools)
 
 
 def _feature_of(records: list[SpanRecord]) -> str | None:

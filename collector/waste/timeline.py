@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
-from collector.waste.state import CallEntry
+from collector.waste.state import CallEntry, RunWasteState
 
 __all__ = ["ScanMark", "Timeline"]
 
@@ -39,18 +39,29 @@ _START = attrgetter("start_ns")
 
 
 class Timeline:
-    def __init__(self, calls: Sequence[CallEntry]) -> None:
-        steps = {call.step for call in calls}
-        self.by_step = None not in steps and len(steps) == len(calls)
-        # Steps 1..n with none missing: nothing to wait for (the usual case, checked in C).
-        self._contiguous = self.by_step and (not steps or (min(steps) == 1 and max(steps) == len(steps)))
-        if self.by_step:
-            self.ordered: list[CallEntry] = sorted(calls, key=_BY_STEP)
-        else:
-            self.ordered = sorted(calls, key=lambda call: (call.start_ns, call.step or 0))
+    """A run's calls in run order. `Timeline.of(state)` reads a `RunWasteState`, which keeps its
+    calls in this order as they arrive (no sort per batch); `Timeline(calls)` sorts any list."""
+
+    def __init__(self, calls: Sequence[CallEntry], *, by_step: bool | None = None) -> None:
+        if by_step is None:  # an arbitrary list: find the order, then sort
+            steps = {call.step for call in calls}
+            by_step = None not in steps and len(steps) == len(calls)
+            if by_step:
+                calls = sorted(calls, key=_BY_STEP)
+            else:
+                calls = sorted(calls, key=lambda call: (call.start_ns, call.step or 0))
+        self.by_step = by_step
+        self.ordered: list[CallEntry] = calls if isinstance(calls, list) else list(calls)
+        # Steps 1..n with none missing: nothing to wait for (the usual case, checked in O(1):
+        # distinct steps in order).
+        self._contiguous = by_step and (not calls or (calls[0].step == 1 and calls[-1].step == len(calls)))
         self._by_time: list[CallEntry] | None = None
         self._starts: list[int] = []
         self._steps_so_far: list[int] = []
+
+    @classmethod
+    def of(cls, state: RunWasteState) -> Timeline:
+        return cls(state.calls, by_step=state.by_step)
 
     def __len__(self) -> int:
         return len(self.ordered)

@@ -90,7 +90,7 @@ def _with_and_without_scan_marks(records, rng: random.Random) -> tuple[list, lis
         for batch in batches:
             added = [entry for entry in (detector.record(state, record) for record in batch) if entry]
             if forget_marks:
-                state.scan_marks.clear()
+                state.forget_scan_marks()
             flags += detector.evaluate(state, added=added)
         results.append([(flag.kind, flag.step, flag.message, flag.wasted_usd) for flag in flags])
     return results[0], results[1]

@@ -2,6 +2,7 @@
 
 import json
 import random
+from decimal import Decimal
 
 import pytest
 from waste_spans import growing, llm, tool
@@ -75,14 +76,27 @@ def test_raised_kinds_come_from_the_rollup_on_reload():
     assert _feed(detector, state, [llm(step, fingerprint="same") for step in range(1, 5)]) == []
 
 
-def test_money_in_the_stored_state_is_decimal_text():
+def test_money_in_the_stored_state_is_decimal_text_and_input_is_priced_only_when_flagged():
     state = RunWasteState()
     entry = WasteDetector(WasteConfig()).record(state, llm(1, cost="0.000123", input_tokens=5000))
     kind, text = RunWasteState.entry_row(entry)
     row = json.loads(text)
     assert kind == "c"
-    assert row[4] == "0.000123"
-    assert isinstance(row[3], str)  # input tokens' cost, priced by genai-prices
+    assert row[3] == "0.000123"
+    # no price per span: the call names its model, priced by genai-prices when a flag needs it
+    assert row[6:8] == ["gpt-4o-mini", "openai"]
+    batch_kind, batch_text = RunWasteState.batch_row([entry])
+    assert batch_kind == "b" and json.loads(batch_text) == [["c", *row]]
+    assert RunWasteState.from_rows([(kind, text)]) == RunWasteState.from_rows([(batch_kind, batch_text)]) == state
+
+
+def test_rows_of_the_earlier_format_still_load_with_their_input_cost():
+    # [step, start_ns, input_tokens, input_usd, cost_usd, error_type, fingerprint, context_window]
+    row = json.dumps([1, 5, 4000, "0.0006", "0.001", None, "fp", 128000])
+    state = RunWasteState.from_rows([("c", row)])
+    [call] = state.calls
+    assert (call.step, call.input_tokens, call.cost, call.fingerprint) == (1, 4000, Decimal("0.001"), "fp")
+    assert WasteDetector(WasteConfig()).input_cost(call) == Decimal("0.0006")
 
 
 def test_without_cognocient_step_calls_are_ordered_by_start_time_and_numbered_by_position():
