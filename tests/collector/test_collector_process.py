@@ -74,7 +74,11 @@ def test_sigkill_between_exports_loses_nothing_acknowledged_and_counts_nothing_t
 
     sender = threading.Thread(target=send_until_killed)
     sender.start()
+    # Bounded: a collector that refuses the exports must fail the test with its log, not hang it.
+    deadline = time.monotonic() + 30
     while len(acknowledged) < 10:
+        assert sender.is_alive(), f"export {len(attempted) - 1} was refused: {process.log_text()}"
+        assert time.monotonic() < deadline, f"10 exports not acknowledged in 30 s: {process.log_text()}"
         time.sleep(0.005)
     assert process.signal(signal.SIGKILL) == -signal.SIGKILL
     sender.join(10)
