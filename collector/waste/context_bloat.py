@@ -28,8 +28,10 @@ from collector.waste.state import CallEntry
 from collector.waste.timeline import Timeline
 
 InputCost = Callable[[CallEntry], "Decimal | None"]
+GrowthResume = tuple[float, int, int]
+"""Where a clean growth scan stopped: (baseline, streak, index of the last call with tokens)."""
 
-__all__ = ["detect_context_bloat"]
+__all__ = ["GrowthResume", "detect_context_bloat", "scan_context_bloat"]
 
 
 def detect_context_bloat(
@@ -50,13 +52,32 @@ def detect_context_bloat(
     call's input tokens for the wasted-cost estimate (None: not priced); it is asked only for the
     calls of a flag's growth streak.
     """
+    return scan_context_bloat(timeline, config, settled=settled, growth_from=growth_from,
+                              window_from=window_from, input_cost=input_cost)[0]
+
+
+def scan_context_bloat(
+    timeline: Timeline,
+    config: ContextBloatConfig,
+    *,
+    settled: int | None = None,
+    growth_from: int = 0,
+    window_from: int = 0,
+    input_cost: InputCost | None = None,
+    growth_resume: GrowthResume | None = None,
+) -> tuple[WasteFlag | None, GrowthResume | None]:
+    """`detect_context_bloat`, and where the growth scan stopped when it found nothing.
+
+    Given back as `growth_resume` with `growth_from` set to the `settled` of that scan, it spares
+    the next scan re-deriving the baseline and the streak (valid while those calls are unchanged).
+    """
     limit = len(timeline) if settled is None else settled
     price = input_cost or _unpriced
-    candidates = [flag for flag in (_growth(timeline, config, limit, growth_from, price),
-                                    _window(timeline, config, window_from)) if flag]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda flag: flag.details["position"])
+    growth, resume = _growth(timeline, config, limit, growth_from, price, growth_resume)
+    window = _window(timeline, config, window_from)
+    if growth is None or window is None:
+        return growth or window, resume
+    return min(growth, window, key=lambda flag: flag.details["position"]), resume
 
 
 def _unpriced(call: CallEntry) -> Decimal | None:
@@ -71,25 +92,34 @@ def _median(values: list[int]) -> float | int:
 
 
 def _growth(
-    timeline: Timeline, config: ContextBloatConfig, limit: int, start: int, input_cost: InputCost
-) -> WasteFlag | None:
+    timeline: Timeline, config: ContextBloatConfig, limit: int, start: int, input_cost: InputCost,
+    resume: GrowthResume | None,
+) -> tuple[WasteFlag | None, GrowthResume | None]:
     ordered = timeline.ordered
-    baseline_calls = _with_tokens(range(limit), ordered, config.baseline_steps)
-    if len(baseline_calls) < config.baseline_steps:
-        return None
-    baseline = _median([ordered[index].input_tokens for index in baseline_calls])
-    threshold = config.growth_factor * baseline
     factor = 1.0 + config.min_step_growth
-    first = max(start, baseline_calls[-1] + 1)  # the flagged call comes after the baseline calls
-    # The streak of growing calls that ends just before `first` (only whether it reaches
-    # growing_steps matters, so at most that many calls back are read).
-    previous = _with_tokens(range(first - 1, -1, -1), ordered, config.growing_steps + 1)
-    streak = 0
-    for later, earlier in pairwise(previous):
-        if not _grew(ordered[earlier].input_tokens, ordered[later].input_tokens, factor):
-            break
-        streak += 1
-    last = previous[0] if previous else None
+    if resume is not None and start > 0:
+        # The first `start` calls are unchanged since the scan that stopped there: the baseline
+        # came from them, and so did the streak and the last call that reported tokens.
+        baseline, streak, last_index = resume
+        last: int | None = last_index
+        first = start
+    else:
+        baseline_calls = _with_tokens(range(limit), ordered, config.baseline_steps)
+        if len(baseline_calls) < config.baseline_steps:
+            return None, None
+        baseline = _median([ordered[index].input_tokens for index in baseline_calls])
+        first = max(start, baseline_calls[-1] + 1)  # the flagged call comes after the baseline calls
+        # The streak of growing calls that ends just before `first` (only whether it reaches
+        # growing_steps matters, so at most that many calls back are read).
+        previous = _with_tokens(range(first - 1, -1, -1), ordered, config.growing_steps + 1)
+        streak = 0
+        for later, earlier in pairwise(previous):
+            if not _grew(ordered[earlier].input_tokens, ordered[later].input_tokens, factor):
+                break
+            streak += 1
+        last = previous[0] if previous else None
+    threshold = config.growth_factor * baseline
+    growing_steps, min_input_tokens = config.growing_steps, config.min_input_tokens
     for index in range(first, limit):
         tokens = ordered[index].input_tokens
         if tokens <= 0:
@@ -97,9 +127,10 @@ def _growth(
         if last is not None:
             streak = streak + 1 if _grew(ordered[last].input_tokens, tokens, factor) else 0
         last = index
-        if streak >= config.growing_steps and tokens > threshold and tokens >= config.min_input_tokens:
-            return _growth_flag(timeline, _streak_ending_at(ordered, index, factor), baseline, input_cost)
-    return None
+        if streak >= growing_steps and tokens > threshold and tokens >= min_input_tokens:
+            flag = _growth_flag(timeline, _streak_ending_at(ordered, index, factor), baseline, input_cost)
+            return flag, None
+    return None, (None if last is None else (baseline, streak, last))
 
 
 def _grew(before: int, after: int, factor: float) -> bool:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from collector.model import SpanRecord
 from collector.waste.config import WasteConfig
-from collector.waste.context_bloat import detect_context_bloat
+from collector.waste.context_bloat import scan_context_bloat
 from collector.waste.context_windows import ContextWindows
 from collector.waste.flags import CONTEXT_BLOAT, LOOP, RETRY_STORM, WasteFlag
 from collector.waste.loop import detect_loop
@@ -82,6 +82,8 @@ class WasteDetector:
         self._loop_tools = config.loop.tools
         self._windows_wanted = config.context_bloat.context_window_share is not None
         self._late_arrival_ns = int(config.late_arrival_seconds * 1e9)
+        self._bloat_config = config.context_bloat
+        self._loop_repeats = config.loop.repeats
         self._models: dict[tuple[str, str | None], ModelRef] = {}
 
     def wants(self, state: RunWasteState) -> bool:
@@ -117,7 +119,8 @@ class WasteDetector:
         pending = self.enabled_kinds - state.raised
         if added is not None:
             pending &= _affected(added)
-            if LOOP in pending and not self._may_repeat(state, added):
+            # A loop needs `repeats` entries of one key: a run with fewer entries cannot have one.
+            if LOOP in pending and (state.size < self._loop_repeats or not self._may_repeat(state, added)):
                 pending = pending - {LOOP}
         if not pending:
             return []
@@ -140,14 +143,15 @@ class WasteDetector:
         # Calls found clean by an earlier batch are not read again (see `ScanMark`): the usual
         # batch appends a call or two to a run, and the checks then read those only.
         settled = timeline.settled(self._late_arrival_ns)
-        flag = detect_context_bloat(
-            timeline, self.config.context_bloat, settled=settled,
-            growth_from=ScanMark.clean_prefix(timeline, state.growth_mark),
+        growth_mark = state.growth_mark
+        growth_from = ScanMark.clean_prefix(timeline, growth_mark)
+        flag, resume = scan_context_bloat(
+            timeline, self._bloat_config, settled=settled, growth_from=growth_from,
             window_from=ScanMark.clean_prefix(timeline, state.window_mark),
-            input_cost=self.input_cost,
+            input_cost=self.input_cost, growth_resume=growth_mark.resume if growth_from else None,
         )
         if flag is None and len(timeline) > _MARK_FROM_CALLS:
-            state.growth_mark = ScanMark.of(timeline, settled)
+            state.growth_mark = ScanMark.of(timeline, settled, resume)
             state.window_mark = ScanMark.of(timeline, len(timeline))
         return flag
 

@@ -29,6 +29,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import Any
 
 from collector.waste.state import CallEntry, RunWasteState
 
@@ -118,10 +119,11 @@ class ScanMark:
     by_step: bool
     count: int
     last: CallEntry
+    resume: Any = None  # what the check needs to go on from `count` (see scan_context_bloat)
 
     @classmethod
-    def of(cls, timeline: Timeline, count: int) -> ScanMark | None:
-        return cls(timeline.by_step, count, timeline.ordered[count - 1]) if count > 0 else None
+    def of(cls, timeline: Timeline, count: int, resume: Any = None) -> ScanMark | None:
+        return cls(timeline.by_step, count, timeline.ordered[count - 1], resume) if count > 0 else None
 
     @staticmethod
     def clean_prefix(timeline: Timeline, mark: ScanMark | None) -> int:
