@@ -219,10 +219,14 @@ def decode_request(request: Any, *, transport: str, now_ns: int | None = None) -
         resource_attributes = resource_spans.resource.attributes
         resource_tenant = _text(_value(resource_attributes.get(attr.COGNOCIENT_TENANT)), MAX_ID_CHARS + 1)
         for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
+            spans = scope_spans.spans
+            # One `raw` per scope, shared by its records (with each record's index): a record keeps
+            # no per-span wrapper object alive, which keeps the garbage collector's work per span low.
+            raw = (resource_attributes, spans)
+            for index, span in enumerate(spans):
                 received += 1
                 try:
-                    record = _record(span, resource_tenant, latest_end, resource_attributes)
+                    record = _record(span, resource_tenant, latest_end, raw, index)
                 except _Unusable as problem:
                     batch.rejected += 1
                     _note_problem(batch.reject_messages, str(problem), span.span_id)
@@ -286,7 +290,7 @@ _MAX_COST_FLOAT = float(MAX_COST_USD)
 
 
 def _record(
-    span: Any, resource_tenant: str | None, latest_end: int, resource_attributes: Any
+    span: Any, resource_tenant: str | None, latest_end: int, raw: tuple[Any, Any], index: int
 ) -> SpanRecord | None:
     # Straight-line on purpose: this runs once per span on the ingest hot path. Each string read is
     # `found.string_value` checked in place (the common case); anything else (another type, empty,
@@ -452,7 +456,7 @@ def _record(
         status_code, is_llm, is_run_root, operation, provider, request_model, response_model, feature,
         agent, input_tokens, output_tokens, cache_read, cache_creation, reasoning, cost, cost_source, step,
         fingerprint, error_type, tool_name, tool_args_hash, budget_decision, server_address, explicit_run,
-        start.to_bytes(8, "big") + trace_id + span_id, (resource_attributes, span),
+        start.to_bytes(8, "big") + trace_id + span_id, raw, index,
     )
 
 

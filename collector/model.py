@@ -86,7 +86,10 @@ class SpanRecord:
     # dirties a few pages instead of one random page per span. A re-delivered span carries the
     # same start time, so it maps to the same key.
     dedup_key: bytes = b""
-    raw: Any = field(default=None, repr=False)  # (resource attributes, protobuf Span) for attributes()
+    # For attributes(): (resource attributes, the protobuf spans of the record's scope), shared by
+    # the records of one scope, and the index of this record's span in them.
+    raw: Any = field(default=None, repr=False)
+    raw_index: int = field(default=0, repr=False)
 
     @property
     def run_key(self) -> RunKey:
@@ -107,9 +110,9 @@ class SpanRecord:
             return {}
         from collector.decode import attributes_to_dict
 
-        resource_attributes, span = self.raw
+        resource_attributes, spans = self.raw
         merged = attributes_to_dict(resource_attributes)
-        merged.update(attributes_to_dict(span.attributes))
+        merged.update(attributes_to_dict(spans[self.raw_index].attributes))
         return merged
 
 

@@ -119,7 +119,11 @@ class RunRollup:
     def models(self) -> dict[str, ModelTotals]:
         """Per answering model: calls, cost, tokens (parsed on first use)."""
         if self._models is None:
-            parsed = json.loads(self._models_json or "{}")
+            if not self._models_json or self._models_json == "{}":  # a new run: nothing to parse
+                self._models = {}
+                self._models_json = None
+                return self._models
+            parsed = json.loads(self._models_json)
             self._models = {
                 name: ModelTotals(calls, Decimal(cost_text), input_t, output_t, provider)
                 for name, (calls, cost_text, input_t, output_t, provider) in parsed.items()
