@@ -5,10 +5,9 @@ store `cognocient.db` in the working folder and the ports of DESIGN.md on 127.0.
 are refused (a typo must not silently fall back to a default). A bad file raises `ConfigError`
 whose message names the field and the problem; `cognocient-collector` prints it and exits 2.
 
-Extension point (issues 4 and 5): the top-level `budgets:` (a list) and `waste:` (a mapping)
-sections belong to `collector/budgets/config.py` and `collector/waste/config.py`. Until their
-owners replace them, the two fields below are typed placeholders (`BudgetsSection`,
-`WasteSection`); swapping in the real models is a one-line edit of each alias.
+The top-level `budgets:` (a list) and `waste:` (a mapping) sections are validated by their own
+parts' models, `collector/budgets/config.py` and `collector/waste/config.py`, imported below as
+`BudgetsSection` and `WasteSection`.
 """
 
 from __future__ import annotations

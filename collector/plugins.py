@@ -10,7 +10,7 @@ the collector starts:
 * `collector.add_route(method, pattern, handler)`: an HTTP route on port 4318;
 * `collector.add_metrics_collector(prometheus_collector)`: families on /metrics.
 
-Each part adds one line to `installed_plugins()` below.
+`installed_plugins()` below lists the parts installed (waste detection, then budgets).
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ Plugin = Callable[["Collector"], None]
 
 def installed_plugins() -> list[Plugin]:
     plugins: list[Plugin] = []
-    # One line per part, e.g.:
-    # from collector.waste.plugin import install as install_waste; plugins.append(install_waste)
     from collector.budgets.plugin import install as install_budgets
     from collector.waste.plugin import install as install_waste
 
