@@ -1,12 +1,18 @@
-"""What waste detection adds to the collector's ingest: the pipeline with and without the waste stage.
+"""What the waste and budget stages add to the collector's ingest, per span, against the core pipeline.
 
-Runs the collector's real stages (dedup -> cost -> rollup -> [waste] -> commit) over a real SQLite
-store in a temporary folder, for agent runs of `--steps` LLM calls each, exported in batches of
-`--batch` spans, and prints the time per span of both pipelines and their ratio (the machine is
-noisy: absolute times are not stable, the ratio measured in one run is). Also prints the size of a
-run's stored detector state at its longest.
+Runs the collector's real stages (dedup -> cost -> rollup -> [waste] -> [budget] -> commit) over a
+real SQLite store in a temporary folder, for agent runs of `--steps` LLM calls each, exported in
+batches of `--batch` spans, and prints the time per span of three pipelines (core; core + waste;
+core + waste + budget, with two budgets that apply to every span), alternating, and their ratios
+(the machine is noisy: absolute times are not stable, the ratio measured in one run is). Also
+prints each stage's own time per span, the time of the commits, and the size of a run's stored
+detector state at its longest.
 
-    python bench/waste_stage.py [--runs 40] [--steps 50] [--batch 20] [--repeat 3]
+    python bench/waste_stage.py [--runs 40] [--steps 50] [--batch 20] [--repeat 5]
+
+`--batch` spans of concurrent runs interleave (each span of a batch from a different run when
+`--batch` <= `--runs`): the waste stage's work per run and batch, and its stored row per run and
+batch, are then paid per span, the worst case.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from cognocient_otel.pricing import PriceBook
+from cognocient_otel.pricing import PriceBook, TokenUsage
+from collector.budgets.config import parse_budgets
+from collector.budgets.runtime import BudgetRuntime
 from collector.model import SpanBatch, SpanRecord
+from collector.pipeline import Stage
 from collector.rollup import RunState
 from collector.stages import CommitStage, CostStage, DedupStage, RollupStage
 from collector.stats import CollectorStats
@@ -30,6 +40,13 @@ from collector.waste import WasteConfig
 from collector.waste.stage import WasteStage
 
 T0 = 1_800_000_000 * 10**9
+PIPELINES = ("core", "waste", "waste+budget")
+_USAGE = TokenUsage(input_tokens=1)
+BUDGETS = [
+    {"name": "bench per run", "scope": "feature", "scope_value": "bench", "per_run_limit_usd": 1000,
+     "monthly_limit_usd": 1_000_000, "enforcement": "block"},
+    {"name": "bench global", "scope": "global", "daily_limit_usd": 1_000_000, "enforcement": "warn"},
+]
 
 
 def _spans(runs: int, steps: int, seed: int) -> list[SpanRecord]:
@@ -57,41 +74,63 @@ def _spans(runs: int, steps: int, seed: int) -> list[SpanRecord]:
     return records
 
 
-def _pipeline(store: Store, with_waste: bool) -> tuple[DedupStage, WasteStage | None]:
+class _Timed:
+    """Adds up the time a stage's `process` takes."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.seconds = 0.0
+        process: Callable[[SpanBatch], None] = stage.process
+
+        def timed(batch: SpanBatch) -> None:
+            started = time.perf_counter()
+            process(batch)
+            self.seconds += time.perf_counter() - started
+
+        stage.process = timed  # type: ignore[method-assign]
+
+
+def _ingest(folder: Path, records: list[SpanRecord], batch: int, pipeline: str) -> dict[str, float]:
+    path = folder / f"bench-{pipeline}-{time.monotonic_ns()}.db"
+    store = Store(str(path))
     stats = CollectorStats()
-    tail = CommitStage(stats=stats)
-    waste = None
-    if with_waste:
-        waste = tail = WasteStage(tail, config=WasteConfig(), price_book=PriceBook())
-    head = DedupStage(CostStage(RollupStage(tail, stats=stats), price_book=PriceBook()), stats=stats)
+    tail: Stage = CommitStage(stats=stats)
+    budgets = None
+    timers: dict[str, _Timed] = {}
+    if pipeline == "waste+budget":
+        budgets = BudgetRuntime.build(parse_budgets(BUDGETS), store_path=str(path))
+        tail = budgets.stage_factory(tail)
+        timers["budget"] = _Timed(tail)
+    if pipeline != "core":
+        tail = WasteStage(tail, config=WasteConfig(), price_book=PriceBook())
+        timers["waste"] = _Timed(tail)
+    price_book = PriceBook()
+    head = DedupStage(CostStage(RollupStage(tail, stats=stats), price_book=price_book), stats=stats)
     for stage in head.stages():
         stage.setup(store)
-    return head, waste
-
-
-def _ingest_seconds(
-    folder: Path, records: list[SpanRecord], batch: int, with_waste: bool
-) -> tuple[float, int]:
-    store = Store(str(folder / f"bench-{with_waste}-{time.monotonic_ns()}.db"))
-    head, _ = _pipeline(store, with_waste)
+    price_book.cost(model="gpt-4o-mini", usage=_USAGE, provider="openai")  # resolve before timing
     state = RunState()
     for record in records:
         record.cost_usd = None  # the cost stage fills it on each pass
+    commit_seconds = 0.0
     started = time.perf_counter()
     for offset in range(0, len(records), batch):
         uow = UnitOfWork(store, state)
         uow.begin()
         head.consume(SpanBatch(records=records[offset:offset + batch], uow=uow))
+        before_commit = time.perf_counter()
         uow.commit()
-    elapsed = time.perf_counter() - started
-    largest = 0
-    if with_waste:
+        commit_seconds += time.perf_counter() - before_commit
+    result = {"total": time.perf_counter() - started, "commit": commit_seconds}
+    result.update({name: timer.seconds for name, timer in timers.items()})
+    if pipeline != "core":
         row = store.conn.execute(
             "SELECT max(size) FROM (SELECT sum(length(entry)) AS size FROM waste_entries GROUP BY run_id)"
         ).fetchone()
-        largest = row[0] or 0
+        result["largest_state_bytes"] = row[0] or 0
+    if budgets is not None:
+        budgets.close()
     store.close()
-    return elapsed, largest
+    return result
 
 
 def main() -> None:
@@ -99,25 +138,34 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     records = _spans(args.runs, args.steps, seed=1)
-    without, with_waste, largest = [], [], 0
-    with tempfile.TemporaryDirectory() as folder:
-        for _ in range(args.repeat):  # alternate, so drift in machine load hits both alike
-            without.append(_ingest_seconds(Path(folder), records, args.batch, False)[0])
-            seconds, largest = _ingest_seconds(Path(folder), records, args.batch, True)
-            with_waste.append(seconds)
     spans = len(records)
-    base = statistics.median(without) / spans
-    waste = statistics.median(with_waste) / spans
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in PIPELINES}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in PIPELINES:  # warm up: imports, prices, SQLite
+            _ingest(Path(folder), records[:args.batch * 2], args.batch, name)
+        for _ in range(args.repeat):  # alternate, so drift in machine load hits all alike
+            for name in PIPELINES:
+                results[name].append(_ingest(Path(folder), records, args.batch, name))
+
+    def per_span(name: str, part: str) -> float:
+        return statistics.median(result[part] for result in results[name]) / spans * 1e6
+
     print(f"{spans} spans, {args.runs} runs of {args.steps} steps, batches of {args.batch}, "
           f"median of {args.repeat}")
-    print(f"pipeline without waste stage: {base * 1e6:8.1f} us/span (baseline)")
-    print(f"pipeline with waste stage:    {waste * 1e6:8.1f} us/span")
-    print(f"ratio with/without: {waste / base:.2f}x  (waste stage adds {(waste - base) * 1e6:.1f} us/span)")
+    base = per_span("core", "total")
+    print(f"core pipeline (dedup, cost, rollup, commit): {base:8.1f} us/span (baseline; "
+          f"commit {per_span('core', 'commit'):.1f})")
+    for name in PIPELINES[1:]:
+        total = per_span(name, "total")
+        stages = ", ".join(f"{stage} stage {per_span(name, stage):.1f}"
+                           for stage in ("waste", "budget") if stage in results[name][0])
+        print(f"with {name + ':':13} {total:8.1f} us/span, ratio {total / base:.2f} "
+              f"(adds {total - base:.1f} us/span: {stages}; commit {per_span(name, 'commit'):.1f})")
+    largest = int(results["waste"][-1]["largest_state_bytes"])
     print(f"largest stored state of a run: {largest} bytes ({Decimal(largest) / args.steps:.0f} bytes/call)")
-
 
 if __name__ == "__main__":
     main()

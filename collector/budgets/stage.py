@@ -5,16 +5,24 @@ the SQLite ledger in the collector's own store, a span's cost reaches the budget
 commit that counts it in its run's rollup. A span whose call was already settled through a
 check is skipped by the ledger (once per span id). A run that crosses a per-run `block` limit
 is marked blocked in the rollup, with the budget and the step.
+
+In the collector's own store the ledger works through `_BatchTxn`: the same reads and writes as
+`SqliteLedgerTxn`, in the same transaction, but gathered per batch (one query for which spans were
+already counted, one for each key's spend, one write of each table at the end of the batch)
+instead of several statements per span. What the ledger reads always includes what it wrote.
 """
 
 from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
 
 from collector.model import SpanBatch
 from collector.pipeline import Stage, StageMetrics
 from collector.store import Store
 
 from .ledger import Ledger
-from .model import SpanCost
+from .model import RunBlock, SpanCost
 from .service import BudgetCounters
 from .sqlite_store import SCHEMA, SqliteLedgerStore, SqliteLedgerTxn
 
@@ -72,8 +80,10 @@ class BudgetStage(Stage):
             )
         if not spans:
             return
-        txn = SqliteLedgerTxn(batch.uow.conn) if self._in_store_transaction and batch.uow else None
+        txn = _BatchTxn(batch.uow.conn, spans) if self._in_store_transaction and batch.uow else None
         blocked = self.ledger.count_spans(spans, txn=txn)
+        if txn is not None:
+            txn.flush()
         for span, block in blocked:
             if batch.uow is not None:
                 batch.uow.mark_blocked((span.tenant, span.run_id), budget=block.budget, step=block.step)
@@ -82,6 +92,67 @@ class BudgetStage(Stage):
                 batch.uow.after_commit(lambda labels=labels: self.counters.blocked_runs.inc(labels))
             else:
                 self.counters.blocked_runs.inc(labels)
+
+
+class _BatchTxn(SqliteLedgerTxn):
+    """`SqliteLedgerTxn` for counting one batch of spans: reads gathered, writes deferred to `flush`.
+
+    Only what `Ledger.count_spans` uses is batched (accounted span ids, spend, run blocks); the
+    rest is `SqliteLedgerTxn`'s. Spend is already cached by the parent for the transaction.
+    """
+
+    _SQL_VARIABLES = 500
+
+    def __init__(self, connection: sqlite3.Connection, spans: list[SpanCost]) -> None:
+        super().__init__(connection)
+        self._accounted: set[str] = set()  # counted before this batch, or by it
+        self._new_accounted: dict[str, float] = {}
+        self._spend_writes: dict[str, float] = {}  # key -> keep_until (the highest asked for)
+        self._blocks: dict[str, RunBlock | None] = {}
+        ids = list({span.span_id for span in spans})
+        for offset in range(0, len(ids), self._SQL_VARIABLES):
+            chunk = ids[offset:offset + self._SQL_VARIABLES]
+            marks = ",".join("?" * len(chunk))
+            self._accounted.update(row[0] for row in connection.execute(
+                f"SELECT span_id FROM budget_accounted WHERE span_id IN ({marks})", chunk))
+
+    def mark_accounted(self, span_id: str, *, keep_until: float) -> bool:
+        if span_id in self._accounted:
+            return False
+        self._accounted.add(span_id)
+        self._new_accounted[span_id] = keep_until
+        return True
+
+    def add_spends(self, amounts: dict[str, tuple[Decimal, float]]) -> None:
+        current = self.spends(list(amounts))
+        writes = self._spend_writes
+        for key, (amount, keep_until) in amounts.items():
+            self._spent[key] = current[key] + amount
+            if writes.get(key, keep_until) <= keep_until:
+                writes[key] = keep_until
+
+    def run_block(self, key: str) -> RunBlock | None:
+        if key not in self._blocks:
+            self._blocks[key] = super().run_block(key)
+        return self._blocks[key]
+
+    def set_run_block(self, key: str, block: RunBlock, *, keep_until: float) -> None:
+        super().set_run_block(key, block, keep_until=keep_until)  # INSERT OR IGNORE: the first stays
+        self._blocks.pop(key, None)
+
+    def flush(self) -> None:
+        """Write what the batch counted, in the caller's transaction."""
+        if self._new_accounted:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO budget_accounted (span_id, keep_until) VALUES (?, ?)",
+                list(self._new_accounted.items()))
+        if self._spend_writes:
+            self._db.executemany(
+                "INSERT INTO budget_spend (key, usd, keep_until) VALUES (?, ?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET usd = excluded.usd, keep_until = MAX(keep_until, excluded.keep_until)",
+                [(key, str(self._spent[key]), keep_until) for key, keep_until in self._spend_writes.items()])
+        self._new_accounted.clear()
+        self._spend_writes.clear()
 
 
 def _same_file(first: str, second: str) -> bool:
