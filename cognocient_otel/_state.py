@@ -1,11 +1,18 @@
-"""The tracer runs use: the instrumentor's (given `tracer_provider=`) or the global one."""
+"""What runs need from the instrumentation: its tracer (the instrumentor's, given
+`tracer_provider=`, or the global one) and its budget guards (told when a run ends)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opentelemetry import trace
+
+if TYPE_CHECKING:
+    from cognocient_otel.budget.guard import BudgetGuard
 
 _INSTRUMENTATION_NAME = "cognocient_otel"
 _tracer: trace.Tracer | None = None
+_guards: tuple[BudgetGuard, ...] = ()
 
 
 def set_tracer(tracer: trace.Tracer | None) -> None:
@@ -15,3 +22,13 @@ def set_tracer(tracer: trace.Tracer | None) -> None:
 
 def tracer() -> trace.Tracer:
     return _tracer if _tracer is not None else trace.get_tracer(_INSTRUMENTATION_NAME)
+
+
+def set_guards(guards: tuple[BudgetGuard, ...]) -> None:
+    global _guards
+    _guards = guards
+
+
+def guards() -> tuple[BudgetGuard, ...]:
+    """The guards of the current instrumentation (empty when not instrumented)."""
+    return _guards

@@ -58,11 +58,13 @@ class CognocientInstrumentor(BaseInstrumentor):
         ensure_run_processor(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
         tracer = trace.get_tracer("cognocient_otel", _VERSION, tracer_provider)
         _state.set_tracer(tracer)
+        guards = (RunBudgetGuard(), *extra_guards)
+        _state.set_guards(guards)
         httpx_patch.install(
             CallTracer(
                 tracer=tracer,
                 price_book=PriceBook(overrides),
-                guards=(RunBudgetGuard(), *extra_guards),
+                guards=guards,
                 inject_headers=bool(inject_headers),
                 providers=ProviderResolver(providers),
                 default_max_output_tokens=max_output,
@@ -72,3 +74,4 @@ class CognocientInstrumentor(BaseInstrumentor):
     def _uninstrument(self, **kwargs: Any) -> None:
         httpx_patch.uninstall()
         _state.set_tracer(None)
+        _state.set_guards(())

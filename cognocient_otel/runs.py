@@ -10,6 +10,10 @@ enclosing one, shares the step counter, and has its own ledger whose spend also 
 enclosing run's (a sub-run's `budget_usd` is an extra, inner limit). `run_id=` naming another id
 starts an independent run. A `run()` with no enclosing run in this process but a run id in the
 incoming baggage (a sub-agent called over HTTP) joins that run id.
+
+End: when the outermost `run()` of a run id in this process exits (the last one, if several
+are open at once), the instrumentation's budget guards are told (`BudgetGuard.on_run_end`), so
+that what they hold for the run, such as a remote guard's allowance, is released at once.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cognocient_otel import _state
 from cognocient_otel import semconv as sc
+from cognocient_otel._failures import log_failure_once
 from cognocient_otel.budget.ledger import RunLedger
 
 __all__ = ["Run", "RunScope", "current_run", "run"]
@@ -53,6 +58,43 @@ class _StepCounter:
         with self._lock:
             self.value += 1
             return self.value
+
+
+class _OpenRuns:
+    """How many outermost `run()`s of each run id are open in this process (usually one: the
+    same id entered in two threads, or resumed inside another run, makes more)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def opened(self, run_id: str) -> None:
+        with self._lock:
+            self._counts[run_id] = self._counts.get(run_id, 0) + 1
+
+    def closed(self, run_id: str) -> bool:
+        """True when that was the last one: the run is over in this process."""
+        with self._lock:
+            left = self._counts.get(run_id, 1) - 1
+            if left > 0:
+                self._counts[run_id] = left
+                return False
+            self._counts.pop(run_id, None)
+            return True
+
+
+_open_runs = _OpenRuns()
+
+
+def _tell_guards_run_ended(ended: Run) -> None:
+    for guard in _state.guards():
+        on_run_end = getattr(guard, "on_run_end", None)  # guards may predate the hook
+        if on_run_end is None:
+            continue
+        try:
+            on_run_end(ended)
+        except Exception as exc:  # a broken guard never breaks the application's run
+            log_failure_once(f"budget guard {type(guard).__name__}.on_run_end", exc)
 
 
 class Run:
@@ -262,6 +304,8 @@ class RunScope:
         active.span = span
         token = context.attach(trace.set_span_in_context(span, ctx))
         self._entered.append((active, token))
+        if parent_run is None:
+            _open_runs.opened(run_id)
         return active
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -273,8 +317,12 @@ class RunScope:
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
         finally:
-            span.end()
-            context.detach(token)  # type: ignore[arg-type]
+            try:
+                span.end()
+                context.detach(token)  # type: ignore[arg-type]
+            finally:
+                if active.parent is None and _open_runs.closed(active.id):
+                    _tell_guards_run_ended(active)
 
 
 def run(

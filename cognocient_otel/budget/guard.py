@@ -3,7 +3,9 @@
 The instrumentor keeps an ordered list of guards: the in-process per-run guard first, then any
 the user adds (`instrument(guards=[...])`, e.g. a remote guard that asks the collector). For each
 recognised LLM call it builds one `PlannedCall` and calls `before_call` on each guard in order,
-then, once the call is over, `after_call` on every guard whose `before_call` returned.
+then, once the call is over, `after_call` on every guard whose `before_call` returned. When a run
+is over in this process, `on_run_end` tells every guard, so that what it holds for the run (a
+remote guard's allowance) is given back at once.
 """
 
 from __future__ import annotations
@@ -147,8 +149,15 @@ class BudgetGuard:
       call's cost; zero when nothing was sent or no answer came. When usage is unknown (a
       stream closed before the provider reported it) it is at least the call's estimate, so a
       reservation never turns into less than what may have been spent.
-    * Both may be called concurrently from many threads and tasks: guards synchronise
-      themselves. `call` belongs to the instrumentation; guards keep only what they copy.
+    * `on_run_end` is called once when the outermost `run()` of a run id in this process exits
+      (after its root span ended; a nested sub-run's exit does not count, and when several
+      outermost `run()`s of one id are open at once, the last one to exit does), on the thread
+      or task that exits it. Calls of the run still in flight then (started on other threads)
+      still get their `after_call`. It must be quick and must not block on I/O: it runs on the
+      application's path. Exceptions are logged and ignored. Runs in other processes (a
+      sub-agent that joined the run) end there, with their own guards.
+    * All may be called concurrently from many threads and tasks: guards synchronise
+      themselves. `call` and `run` belong to the instrumentation; guards keep only what they copy.
     """
 
     name = "noop"
@@ -157,4 +166,7 @@ class BudgetGuard:
         return ALLOW
 
     def after_call(self, call: PlannedCall, actual_cost_usd: Decimal) -> None:
+        return None
+
+    def on_run_end(self, run: Run) -> None:
         return None

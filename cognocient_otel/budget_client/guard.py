@@ -4,7 +4,9 @@ Before a call: if this run holds an allowance the call's estimate fits in, take 
 Otherwise ask the collector, reserving the estimate under the call's span id and asking for an
 allowance for the next calls; the old allowance of the run is closed and released once its calls
 are done. After a call: queue its actual cost, reported with the next check (settlement), so the
-collector counts it before the span is exported.
+collector counts it before the span is exported. When the run ends in this process
+(`on_run_end`), its allowance is released: the release goes with the next check, or with the
+background flush that the run's end wakes, so that other processes see the headroom again.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from cognocient_otel.budget.guard import ALLOW, BudgetGuard, GuardDecision, PlannedCall
 from cognocient_otel.budget_client.allowance import Allowance
 from cognocient_otel.budget_client.client import BudgetClient, BudgetDecision, PendingSettlement
+
+if TYPE_CHECKING:
+    from cognocient_otel.runs import Run
 
 __all__ = ["RemoteBudgetGuard"]
 
@@ -30,8 +36,9 @@ class RemoteBudgetGuard(BudgetGuard):
 
     `allowance_calls`: how many more calls like this one to ask headroom for (0 turns allowances
     off: every call asks the collector). `flush_interval_seconds`: how often finished calls are
-    reported when no check is made (0: only with checks and `flush()`); the same loop releases
-    allowances unused for `idle_release_seconds`.
+    reported when no check is made (0: only with checks and `flush()`); a run's end makes the
+    loop report at once. The same loop releases allowances unused for `idle_release_seconds`:
+    those of calls made outside any `run()` (tagged by header only), whose end nobody tells.
     """
 
     name = "remote"
@@ -56,6 +63,7 @@ class RemoteBudgetGuard(BudgetGuard):
         self._in_flight: dict[str, tuple[Allowance | None, str, Decimal]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._flush_now = threading.Event()
         self._flusher: threading.Thread | None = None
         if flush_interval_seconds > 0:
             self._flusher = threading.Thread(
@@ -117,19 +125,34 @@ class RemoteBudgetGuard(BudgetGuard):
         if allowance is not None and allowance.call_done(actual_cost_usd - estimate):
             self._release(allowance)
 
-    def forget_run(self, run_id: str) -> None:
-        """The run ended in this process: release its allowance now rather than at expiry."""
+    def on_run_end(self, run: Run) -> None:
+        """Release the run's allowance (after its last call in flight, if any is) and wake the
+        background flush to send it: no network call on the application's path."""
+        if self.forget_run(run.id):
+            self._flush_now.set()
+
+    def forget_run(self, run_id: str) -> bool:
+        """The run ended in this process: release its allowance now rather than at expiry.
+
+        True when a release was queued (False: no allowance, or its last call in flight will).
+        """
         with self._lock:
             allowance = self._allowances.pop(run_id, None)
         if allowance is not None and allowance.close():
             self._release(allowance)
+            return True
+        return False
 
     def _release(self, allowance: Allowance) -> None:
         if allowance.reservation_id:
             self.client.release(allowance.reservation_id)
 
     def _flush_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+        while True:
+            self._flush_now.wait(interval)
+            self._flush_now.clear()
+            if self._stop.is_set():
+                return
             try:
                 # A run that ended here leaves its allowance reserved at the collector, where it
                 # narrows shared windows for others: release allowances nobody used for a while.
@@ -144,6 +167,7 @@ class RemoteBudgetGuard(BudgetGuard):
     def close(self) -> None:
         """Stop the background reporter and send what is queued."""
         self._stop.set()
+        self._flush_now.set()
         if self._flusher is not None:
             self._flusher.join(timeout=5)
         for run_id in list(self._allowances):
