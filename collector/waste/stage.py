@@ -39,19 +39,39 @@ __all__ = ["SCHEMA", "WasteStage"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = """
--- The waste detectors' state of each run (collector/waste/state.py), one row per LLM or tool call
--- kept, appended as spans arrive; `updated` is the wall-clock time of the batch, for retention.
-CREATE TABLE IF NOT EXISTS waste_entries (
+_COLUMNS = """
+    id INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     kind TEXT NOT NULL,
     entry TEXT NOT NULL,
-    updated REAL NOT NULL,
-    PRIMARY KEY (tenant, run_id, seq)
-) WITHOUT ROWID;
+    updated REAL NOT NULL
+"""
+_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS waste_entries_by_run ON waste_entries (tenant, run_id, seq);
 CREATE INDEX IF NOT EXISTS waste_entries_by_updated ON waste_entries (updated);
+"""
+SCHEMA = f"""
+-- The waste detectors' state of each run (collector/waste/state.py): one row per run and batch,
+-- holding the calls and tool calls the batch added, appended as spans arrive; `updated` is the
+-- wall-clock time of the batch, for retention. A rowid table: rows go at its end, and only a
+-- small index entry lands among the run's earlier rows (rows of a kilobyte or more in a
+-- WITHOUT ROWID table made each insert split pages).
+CREATE TABLE IF NOT EXISTS waste_entries ({_COLUMNS});
+{_INDEXES}
+"""
+# The first format was a WITHOUT ROWID table keyed by (tenant, run_id, seq): same columns, kept rows.
+_MIGRATE_FROM_WITHOUT_ROWID = f"""
+BEGIN IMMEDIATE;
+ALTER TABLE waste_entries RENAME TO waste_entries_without_rowid;
+DROP INDEX IF EXISTS waste_entries_by_updated;
+CREATE TABLE waste_entries ({_COLUMNS});
+INSERT INTO waste_entries (tenant, run_id, seq, kind, entry, updated)
+    SELECT tenant, run_id, seq, kind, entry, updated FROM waste_entries_without_rowid ORDER BY updated;
+DROP TABLE waste_entries_without_rowid;
+{_INDEXES}
+COMMIT;
 """
 _SELECT_MANY = ("SELECT run_id, kind, entry FROM waste_entries WHERE tenant = ? AND run_id IN ({marks}) "
                 "ORDER BY run_id, seq")
@@ -103,6 +123,10 @@ class WasteStage(Stage):
         self._touched: dict[RunKey, tuple[Any, int] | None] = {}
 
     def setup(self, store: Store) -> None:
+        existing = store.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'waste_entries'").fetchone()
+        if existing is not None and "WITHOUT ROWID" in existing[0].upper():
+            store.executescript(_MIGRATE_FROM_WITHOUT_ROWID)
         store.executescript(SCHEMA)
         self._ledger = find_ledger(self.stages()[1:]) if self.loop_blockers else None
 

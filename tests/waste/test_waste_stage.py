@@ -242,3 +242,58 @@ def test_disabled_detection_writes_nothing(tmp_path):
     assert pipeline.flags() == []
     assert pipeline.store.conn.execute("SELECT count(*) FROM waste_entries").fetchone()[0] == 0
     pipeline.close()
+
+
+_FIRST_FORMAT = """
+CREATE TABLE waste_entries (
+    tenant TEXT NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+    entry TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (tenant, run_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX waste_entries_by_updated ON waste_entries (updated);
+"""
+
+
+def test_a_store_of_the_first_format_is_migrated_and_its_runs_go_on(tmp_path):
+    path = tmp_path / "collector.db"
+    first = Pipeline(path)
+    first.send(_with_feature([llm(step, fingerprint="same" if step != 2 else "other") for step in (1, 2)]))
+    first.close()
+    # Rewrite the stored state as the first format wrote it: a WITHOUT ROWID table, a row per call.
+    store = Store(str(path))
+    store.conn.executescript("DROP TABLE waste_entries;" + _FIRST_FORMAT)
+    rows = [("default", RUN, seq, "c", f'[{seq + 1},{1_800_000_000 * 10**9 + seq},1000,"0.0001","0.001",'
+             f'null,"{"same" if seq == 0 else "other"}",128000]', 1.0) for seq in range(2)]
+    store.conn.executemany("INSERT INTO waste_entries VALUES (?, ?, ?, ?, ?, ?)", rows)
+    store.close()
+    second = Pipeline(path)
+    assert second.store.conn.execute("SELECT count(*) FROM waste_entries").fetchone()[0] == 2
+    second.send(_with_feature([llm(3, fingerprint="same")]))
+    assert second.flags() == []  # two of the three
+    second.send(_with_feature([llm(4, fingerprint="same")]))
+    assert second.flags() == [("loop", 4)]
+    [sql] = second.store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'waste_entries'").fetchone()
+    assert "WITHOUT ROWID" not in sql.upper()
+    second.close()
+
+
+def test_a_finished_run_leaves_memory_and_its_late_spans_read_it_back(pipeline):
+    root = tool("ignored", None, at=0.0)  # an invoke_agent root span that ends the run
+    root.operation, root.name, root.parent_span_id = "invoke_agent", "invoke_agent a", ""
+    root.is_run_root = root.has_explicit_run = True
+    pipeline.send(_with_feature([llm(step, fingerprint="same") for step in (1, 2)]))
+    assert KEY in pipeline.waste._cache
+    pipeline.send([root])
+    assert KEY not in pipeline.waste._cache  # finished: its state is in the store only
+    pipeline.send(_with_feature([llm(3, fingerprint="same")]))  # a late span of the finished run
+    assert pipeline.flags() == [("loop", 3)]
+
+
+def test_a_rolled_back_batch_undoes_its_changes_to_a_state_in_memory(pipeline):
+    pipeline.send(_with_feature([llm(step, fingerprint="same") for step in (1, 2)]))
+    state = pipeline.waste._cache[KEY]
+    before = (list(state.calls), state.raised)
+    pipeline.send(_with_feature([llm(3, fingerprint="same")]), fail=True)
+    pipeline.send([])  # the next transaction restores what the failed one changed
+    pipeline.send(_with_feature([llm(3, fingerprint="other")]))
+    assert (state.calls[:2], state.raised) == before
+    assert [call.step for call in state.calls] == [1, 2, 3] and pipeline.flags() == []

@@ -87,7 +87,8 @@ def test_money_in_the_stored_state_is_decimal_text_and_input_is_priced_only_when
     assert row[6:8] == ["gpt-4o-mini", "openai"]
     batch_kind, batch_text = RunWasteState.batch_row([entry])
     assert batch_kind == "b" and json.loads(batch_text) == [["c", *row]]
-    assert RunWasteState.from_rows([(kind, text)]) == RunWasteState.from_rows([(batch_kind, batch_text)]) == state
+    one_row = RunWasteState.from_rows([(kind, text)])
+    assert one_row == RunWasteState.from_rows([(batch_kind, batch_text)]) == state
 
 
 def test_rows_of_the_earlier_format_still_load_with_their_input_cost():
