@@ -31,6 +31,8 @@ EXPIRED = "expired"
 ENDED_STATUSES = frozenset({FINISHED, BLOCKED, EXPIRED})
 
 _ZERO = Decimal(0)
+# One encoder for every row written: `json.dumps(..., separators=...)` builds a new one per call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_creation", "reasoning")
 
 
@@ -134,10 +136,9 @@ class RunRollup:
     def models_json(self) -> str:
         if self._models is None:
             return self._models_json or "{}"
-        return json.dumps(
+        return _compact_json(
             {name: [t.calls, str(t.cost_usd), t.input_tokens, t.output_tokens, t.provider]
-             for name, t in self._models.items()},
-            separators=(",", ":"),
+             for name, t in self._models.items()}
         )
 
     def compact(self, models_json: str | None = None) -> None:
@@ -200,8 +201,8 @@ class RunRollup:
             float(self.cost_usd), self.steps, self.input_tokens, self.output_tokens, self.cache_read_tokens,
             self.cache_creation_tokens, self.reasoning_tokens, self.models_json(),
             self.first_call_ns, self.last_call_ns, self.last_seen, self.ended_at,
-            json.dumps(self.waste_flags, separators=(",", ":")) if self.waste_flags else None, flag_kinds,
-            json.dumps(self.blocked_by, separators=(",", ":")) if self.blocked_by else None,
+            _compact_json(self.waste_flags) if self.waste_flags else None, flag_kinds,
+            _compact_json(self.blocked_by) if self.blocked_by else None,
             self.unpriced_calls,
         )
 
