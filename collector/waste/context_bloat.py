@@ -120,13 +120,14 @@ def _growth(
         last = previous[0] if previous else None
     threshold = config.growth_factor * baseline
     growing_steps, min_input_tokens = config.growing_steps, config.min_input_tokens
+    before = ordered[last].input_tokens if last is not None else None
     for index in range(first, limit):
         tokens = ordered[index].input_tokens
         if tokens <= 0:
             continue
-        if last is not None:
-            streak = streak + 1 if _grew(ordered[last].input_tokens, tokens, factor) else 0
-        last = index
+        if before is not None:  # _grew(before, tokens, factor), inlined: this loop runs per call
+            streak = streak + 1 if tokens > before and tokens >= before * factor else 0
+        last, before = index, tokens
         if streak >= growing_steps and tokens > threshold and tokens >= min_input_tokens:
             flag = _growth_flag(timeline, _streak_ending_at(ordered, index, factor), baseline, input_cost)
             return flag, None
@@ -211,8 +212,11 @@ def _window(timeline: Timeline, config: ContextBloatConfig, start: int) -> Waste
     share_limit = config.context_window_share
     if share_limit is None:
         return None
-    for index in range(start, len(timeline.ordered)):
-        call = timeline.ordered[index]
+    ordered = timeline.ordered
+    for index in range(start, len(ordered)):
+        call = ordered[index]
+        if call.input_tokens <= 0:
+            continue
         window = call.context_window
         if not window or call.input_tokens <= share_limit * window:
             continue

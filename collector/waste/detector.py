@@ -29,6 +29,8 @@ __all__ = ["WasteDetector", "failure_of"]
 
 _EXECUTE_TOOL = "execute_tool"
 _ZERO_TEXT = "0"
+_ERROR_TYPE, _FINGERPRINT = CallEntry._fields.index("error_type"), CallEntry._fields.index("fingerprint")
+_new_entry = tuple.__new__  # a CallEntry from its 9 fields, without NamedTuple's Python-level __new__
 _MAX_MODELS = 4096  # model names come from spans: the lookup cache must stay bounded
 # Runs this short are re-read whole by the bloat checks: cheaper than keeping marks for them.
 _MARK_FROM_CALLS = 4
@@ -39,14 +41,16 @@ _ERROR_STATUS = 2  # OTLP Status.STATUS_CODE_ERROR
 def _affected(added: Iterable[Entry]) -> set[str]:
     kinds: set[str] = set()
     for entry in added:
-        if isinstance(entry, ToolEntry):
+        if type(entry) is ToolEntry:
             kinds.add(LOOP)
-            continue
-        kinds.add(CONTEXT_BLOAT)  # any call can move the growth series or settle a missing step
-        if entry.error_type is not None:
-            kinds.add(RETRY_STORM)
-        elif entry.fingerprint is not None:
-            kinds.add(LOOP)
+        else:
+            kinds.add(CONTEXT_BLOAT)  # any call can move the growth series or settle a missing step
+            if entry[_ERROR_TYPE] is not None:
+                kinds.add(RETRY_STORM)
+            elif entry[_FINGERPRINT] is not None:
+                kinds.add(LOOP)
+        if len(kinds) == 3:
+            break
     return kinds
 
 
@@ -157,7 +161,8 @@ class WasteDetector:
 
     def _may_repeat(self, state: RunWasteState, added: Iterable[Entry]) -> bool:
         """Whether an added call or tool call has been seen `repeats` times: only then is a loop new."""
-        repeats = self.config.loop.repeats
+        repeats = self._loop_repeats
+        count = state.repeat_counts().get
         for entry in added:
             if isinstance(entry, ToolEntry):
                 key = entry.key
@@ -165,7 +170,7 @@ class WasteDetector:
                 key = entry.fingerprint
             else:
                 continue
-            if state.repeat_count(key) >= repeats:
+            if count(key, 0) >= repeats:
                 return True
         return False
 
@@ -180,23 +185,20 @@ class WasteDetector:
             # which the timeline needs so as not to wait for it as a missing step.
             return CallEntry(record.step, record.start_ns)
         cost = record.cost_usd
+        cost_text = _ZERO_TEXT if cost is None else str(cost)
         error_type = record.error_type
         if error_type:
             error_type = str(error_type)
-        elif record.status_code == _ERROR_STATUS:
-            error_type = "error"
         else:
-            error_type = None
+            error_type = "error" if record.status_code == _ERROR_STATUS else None
         fingerprint = record.fingerprint if LOOP in pending else None
         # An embeddings input is a document, not the conversation's context.
         if CONTEXT_BLOAT in pending and record.input_tokens > 0 and record.operation != "embeddings":
-            return CallEntry(
-                record.step, record.start_ns, record.input_tokens, _ZERO_TEXT if cost is None else str(cost),
-                error_type, fingerprint, self._model(record), record.cache_read_tokens,
-                record.cache_creation_tokens,
-            )
-        return CallEntry(record.step, record.start_ns, 0, _ZERO_TEXT if cost is None else str(cost),
-                         error_type, fingerprint)
+            return _new_entry(CallEntry, (
+                record.step, record.start_ns, record.input_tokens, cost_text, error_type, fingerprint,
+                self._model(record), record.cache_read_tokens, record.cache_creation_tokens))
+        return _new_entry(CallEntry, (record.step, record.start_ns, 0, cost_text, error_type, fingerprint,
+                                      None, 0, 0))
 
     def _tool_entry(self, state: RunWasteState, record: SpanRecord) -> ToolEntry | None:
         if not self._loop_tools or not record.tool_name or not record.tool_args_hash:

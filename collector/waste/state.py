@@ -151,6 +151,7 @@ class StateDecodeError(ValueError):
 Entry = CallEntry | ToolEntry
 _CALL, _TOOL, _BATCH = "c", "t", "b"
 _NO_KINDS: frozenset[str] = frozenset()
+_NO_MODEL = (None, None, None)
 _STEP = attrgetter("step")
 _TIME_ORDER = attrgetter("start_ns", "step")  # used only where no step is None; see _time_key
 
@@ -240,6 +241,10 @@ class RunWasteState:
 
     def repeat_count(self, key: str) -> int:
         """Entries with this fingerprint (successful calls) or tool key."""
+        return self.repeat_counts().get(key, 0)
+
+    def repeat_counts(self) -> dict[str, int]:
+        """Entries by fingerprint (successful calls) and tool key; the caller must not change it."""
         if self._repeats is None:
             counts: dict[str, int] = {}
             for call in self.calls:
@@ -248,7 +253,7 @@ class RunWasteState:
             for tool in self.tools:
                 counts[tool.key] = counts.get(tool.key, 0) + 1
             self._repeats = counts
-        return self._repeats.get(key, 0)
+        return self._repeats
 
     def mark_raised(self, kind: str) -> None:
         self.raised = self.raised | {kind}
@@ -289,9 +294,13 @@ class RunWasteState:
 
     @staticmethod
     def batch_row(entries: list[Entry]) -> tuple[str, str]:
-        """(kind, JSON) of the entries one batch added to a run: one row, however many."""
-        tagged = [[_CALL, *entry.to_json()] if isinstance(entry, CallEntry) else [_TOOL, *entry.to_json()]
-                  for entry in entries]
+        """(kind, JSON) of the entries one batch added to a run: one row, however many.
+
+        The same lists as `to_json()` with the tag in front, built from the tuples directly (this
+        runs for every span): a call's `priced` is a `ModelRef` (or None) in entries made from spans.
+        """
+        tagged = [(_CALL, *entry[:6], *(entry[6] or _NO_MODEL), entry[7], entry[8])
+                  if isinstance(entry, CallEntry) else (_TOOL, *entry) for entry in entries]
         return _BATCH, _encode(tagged)
 
     @classmethod
