@@ -21,7 +21,7 @@ from collector.model import SpanBatch
 from collector.pipeline import Stage, StageMetrics
 from collector.store import Store
 
-from .ledger import Ledger
+from .ledger import Ledger, run_key
 from .model import RunBlock, SpanCost
 from .service import BudgetCounters
 from .sqlite_store import SCHEMA, SqliteLedgerStore, SqliteLedgerTxn
@@ -115,6 +115,16 @@ class _BatchTxn(SqliteLedgerTxn):
             marks = ",".join("?" * len(chunk))
             self._accounted.update(row[0] for row in connection.execute(
                 f"SELECT span_id FROM budget_accounted WHERE span_id IN ({marks})", chunk))
+        # Each span reads its run's spend and block: read them for every run of the batch at once.
+        runs = list({run_key(span.tenant, span.run_id) for span in spans})
+        for offset in range(0, len(runs), self._SQL_VARIABLES):
+            chunk = runs[offset:offset + self._SQL_VARIABLES]
+            self.spends(chunk)
+            self._blocks.update(dict.fromkeys(chunk))
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT run_key, budget, step, at FROM budget_run_block WHERE run_key IN ({marks})"
+            for key, budget, step, at in connection.execute(query, chunk):
+                self._blocks[key] = RunBlock(budget, step, at)
 
     def mark_accounted(self, span_id: str, *, keep_until: float) -> bool:
         if span_id in self._accounted:
