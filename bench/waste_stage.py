@@ -4,11 +4,14 @@ Runs the collector's real stages (dedup -> cost -> rollup -> [waste] -> [budget]
 real SQLite store in a temporary folder, for agent runs of `--steps` LLM calls each, exported in
 batches of `--batch` spans, and prints the time per span of three pipelines (core; core + waste;
 core + waste + budget, with two budgets that apply to every span), alternating, and their ratios
-(the machine is noisy: absolute times are not stable, the ratio measured in one run is). Also
+(the machine is noisy: absolute times are not stable, the ratio measured in one run is). Times are
+the CPU time of the thread that runs the stages (`--clock cpu`, the default: other processes on a
+shared machine change it far less than wall time, and the stages and commits run on that one
+thread, SQLite's writes included) or wall time (`--clock wall`). Also
 prints each stage's own time per span, the time of the commits, and the size of a run's stored
 detector state at its longest.
 
-    python bench/waste_stage.py [--runs 40] [--steps 50] [--batch 20] [--repeat 5]
+    python bench/waste_stage.py [--runs 40] [--steps 50] [--batch 20] [--repeat 5] [--clock cpu|wall]
 
 `--batch` spans of concurrent runs interleave (each span of a batch from a different run when
 `--batch` <= `--runs`): the waste stage's work per run and batch, and its stored row per run and
@@ -74,6 +77,9 @@ def _spans(runs: int, steps: int, seed: int) -> list[SpanRecord]:
     return records
 
 
+_clock: Callable[[], float] = time.thread_time
+
+
 class _Timed:
     """Adds up the time a stage's `process` takes."""
 
@@ -82,9 +88,9 @@ class _Timed:
         process: Callable[[SpanBatch], None] = stage.process
 
         def timed(batch: SpanBatch) -> None:
-            started = time.perf_counter()
+            started = _clock()
             process(batch)
-            self.seconds += time.perf_counter() - started
+            self.seconds += _clock() - started
 
         stage.process = timed  # type: ignore[method-assign]
 
@@ -112,15 +118,15 @@ def _ingest(folder: Path, records: list[SpanRecord], batch: int, pipeline: str) 
     for record in records:
         record.cost_usd = None  # the cost stage fills it on each pass
     commit_seconds = 0.0
-    started = time.perf_counter()
+    started = _clock()
     for offset in range(0, len(records), batch):
         uow = UnitOfWork(store, state)
         uow.begin()
         head.consume(SpanBatch(records=records[offset:offset + batch], uow=uow))
-        before_commit = time.perf_counter()
+        before_commit = _clock()
         uow.commit()
-        commit_seconds += time.perf_counter() - before_commit
-    result = {"total": time.perf_counter() - started, "commit": commit_seconds}
+        commit_seconds += _clock() - before_commit
+    result = {"total": _clock() - started, "commit": commit_seconds}
     result.update({name: timer.seconds for name, timer in timers.items()})
     if pipeline != "core":
         row = store.conn.execute(
@@ -139,7 +145,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args()
+    global _clock
+    _clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     records = _spans(args.runs, args.steps, seed=1)
     spans = len(records)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in PIPELINES}
@@ -154,7 +163,7 @@ def main() -> None:
         return statistics.median(result[part] for result in results[name]) / spans * 1e6
 
     print(f"{spans} spans, {args.runs} runs of {args.steps} steps, batches of {args.batch}, "
-          f"median of {args.repeat}")
+          f"median of {args.repeat}, {args.clock} time")
     base = per_span("core", "total")
     print(f"core pipeline (dedup, cost, rollup, commit): {base:8.1f} us/span (baseline; "
           f"commit {per_span('core', 'commit'):.1f})")

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from collector.waste.state import CallEntry, RunWasteState
 
@@ -107,8 +106,7 @@ class Timeline:
             self._steps_so_far.append(highest)
 
 
-@dataclass(frozen=True, slots=True)
-class ScanMark:
+class ScanMark(NamedTuple):
     """"The first `count` calls were found clean", valid while they are still the first ones.
 
     Calls are only ever added, so the first `count` calls are unchanged exactly when the order
@@ -123,11 +121,21 @@ class ScanMark:
 
     @classmethod
     def of(cls, timeline: Timeline, count: int, resume: Any = None) -> ScanMark | None:
-        return cls(timeline.by_step, count, timeline.ordered[count - 1], resume) if count > 0 else None
+        if count <= 0:
+            return None
+        # tuple.__new__ directly: a mark is made per run and batch
+        return _new_mark(cls, (timeline.by_step, count, timeline.ordered[count - 1], resume))
 
     @staticmethod
     def clean_prefix(timeline: Timeline, mark: ScanMark | None) -> int:
         """How many leading calls of `timeline` are known clean (0 when the mark no longer holds)."""
-        if mark is None or mark.by_step != timeline.by_step or mark.count > len(timeline):
+        if mark is None:
             return 0
-        return mark.count if timeline.ordered[mark.count - 1] is mark.last else 0
+        by_step, count, last, _resume = mark
+        ordered = timeline.ordered
+        if by_step != timeline.by_step or count > len(ordered):
+            return 0
+        return count if ordered[count - 1] is last else 0
+
+
+_new_mark = tuple.__new__
