@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from operator import attrgetter
 
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from collector.model import SpanRecord
@@ -38,20 +39,27 @@ _BLOCKED = "blocked"
 _ERROR_STATUS = 2  # OTLP Status.STATUS_CODE_ERROR
 
 
-def _affected(added: Iterable[Entry]) -> set[str]:
-    kinds: set[str] = set()
+def _affected(added: Iterable[Entry]) -> frozenset[str]:
+    call = loop = retry = False
     for entry in added:
         if type(entry) is ToolEntry:
-            kinds.add(LOOP)
+            loop = True
         else:
-            kinds.add(CONTEXT_BLOAT)  # any call can move the growth series or settle a missing step
+            call = True  # any call can move the growth series or settle a missing step
             if entry[_ERROR_TYPE] is not None:
-                kinds.add(RETRY_STORM)
+                retry = True
             elif entry[_FINGERPRINT] is not None:
-                kinds.add(LOOP)
-        if len(kinds) == 3:
-            break
-    return kinds
+                loop = True
+    return _KIND_SETS[call, loop, retry]
+
+
+_KIND_SETS = {
+    (call, loop, retry): frozenset(
+        kind for kind, on in ((CONTEXT_BLOAT, call), (LOOP, loop), (RETRY_STORM, retry)) if on)
+    for call in (False, True) for loop in (False, True) for retry in (False, True)
+}
+_LOOP_ONLY = frozenset({LOOP})
+_START_NS = attrgetter("start_ns")
 
 
 def failure_of(record: SpanRecord) -> str | None:
@@ -120,26 +128,35 @@ class WasteDetector:
         detectors those entries can affect run: a retry storm needs a new failure, a loop a new
         repeatable call or tool call.
         """
-        pending = self.enabled_kinds - state.raised
+        raised = state.raised
+        pending = self.enabled_kinds - raised if raised else self.enabled_kinds
         if added is not None:
-            pending &= _affected(added)
+            pending = pending & _affected(added)
             # A loop needs `repeats` entries of one key: a run with fewer entries cannot have one.
             if LOOP in pending and (state.size < self._loop_repeats or not self._may_repeat(state, added)):
-                pending = pending - {LOOP}
+                pending = pending - _LOOP_ONLY
         if not pending:
             return []
         timeline = Timeline.of(state)
-        found: list[WasteFlag | None] = []
+        flags: list[WasteFlag] = []
         if CONTEXT_BLOAT in pending:
-            found.append(self._context_bloat(state, timeline))
+            flag = self._context_bloat(state, timeline)
+            if flag is not None:
+                flags.append(flag)
         if LOOP in pending:
-            found.append(detect_loop(timeline, state.tools, self.config.loop))
+            flag = detect_loop(timeline, state.tools, self.config.loop)
+            if flag is not None:
+                flags.append(flag)
         if RETRY_STORM in pending:
-            found.append(detect_retry_storm(timeline, self.config.retry_storm))
-        flags = sorted((flag for flag in found if flag is not None), key=lambda flag: flag.start_ns)
+            flag = detect_retry_storm(timeline, self.config.retry_storm)
+            if flag is not None:
+                flags.append(flag)
+        if not flags:
+            return flags
+        flags.sort(key=_START_NS)
         for flag in flags:
             state.mark_raised(flag.kind)
-        if flags and not self.wants(state):
+        if not self.wants(state):
             state.clear()
         return flags
 

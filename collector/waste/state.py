@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, insort_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -330,4 +331,20 @@ def _decode(kind: str, row: list[Any]) -> Entry:
     raise StateDecodeError(f"waste state entry of unknown kind {kind!r}")
 
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+def _json_encoder() -> Callable[[Any], str]:
+    """Compact JSON of lists, strings, ints and None: `json.dumps(..., separators=(",", ":"))`.
+
+    The C encoder is made once here; `json.dumps` makes a new one per call, which costs more than
+    encoding one batch's entries (this runs per run and batch).
+    """
+    if c_make_encoder is None:  # no C accelerator: the pure-Python encoder
+        return json.JSONEncoder(separators=(",", ":")).encode
+    iterencode = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda value: "".join(iterencode(value, 0))
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_encode = _json_encoder()

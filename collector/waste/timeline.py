@@ -42,6 +42,8 @@ class Timeline:
     """A run's calls in run order. `Timeline.of(state)` reads a `RunWasteState`, which keeps its
     calls in this order as they arrive (no sort per batch); `Timeline(calls)` sorts any list."""
 
+    __slots__ = ("_by_time", "_contiguous", "_starts", "_steps_so_far", "by_step", "ordered")
+
     def __init__(self, calls: Sequence[CallEntry], *, by_step: bool | None = None) -> None:
         if by_step is None:  # an arbitrary list: find the order, then sort
             steps = {call.step for call in calls}
