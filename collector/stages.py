@@ -17,20 +17,13 @@ from collector.stats import UNKNOWN, CollectorStats
 _INSERT_SEEN = "INSERT OR IGNORE INTO spans_seen (k, t) VALUES (?, ?)"
 _SQL_VARIABLES = 500
 _DEDUP_KEY = attrgetter("dedup_key")
-_KEY_BYTES = 32  # SpanRecord.dedup_key: start time (8) + trace id (16) + span id (8)
-# ?1 is the keys of a batch end to end, ?2 the batch's stamp, ?3 the blob's length; `substr` on a
-# blob counts bytes, from 1.
-_INSERT_SEEN_BLOB = (
-    "WITH RECURSIVE offsets(n) AS (SELECT 1 UNION ALL SELECT n + 32 FROM offsets WHERE n + 32 <= ?3) "
-    "INSERT OR IGNORE INTO spans_seen (k, t) SELECT substr(?1, n, 32), ?2 FROM offsets"
-)
 
 
 class DedupStage(Stage):
     """Drops spans already counted, durably: each (trace id, span id) passes once, ever.
 
     The marks are rows of `spans_seen` written in the batch's transaction, so a span is marked
-    exactly when its effect commits. The common case (no duplicate) costs one INSERT statement;
+    exactly when its effect commits. The common case (no duplicate) costs one `executemany`;
     only when SQLite reports fewer inserted rows than spans do we look up which were already
     there: each batch writes its own `t` (a strictly increasing microsecond stamp), so a row
     whose `t` is not this batch's was seen before.
@@ -55,19 +48,12 @@ class DedupStage(Stage):
         conn = batch.uow.conn
         stamp = self._stamp(batch.uow.now)
         before = conn.total_changes
-        keys = list(map(_DEDUP_KEY, records))
-        if set(map(len, keys)) == {_KEY_BYTES}:
-            # One statement for the whole batch: SQLite cuts the keys out of one blob, and the GIL
-            # is released once for all the inserts rather than once per row (the receiver threads
-            # decode the next requests meanwhile).
-            blob = b"".join(keys)
-            conn.execute(_INSERT_SEEN_BLOB, (blob, stamp, len(blob)))
-        else:
-            conn.executemany(_INSERT_SEEN, zip(keys, repeat(stamp)))
+        # The rows are built by C iterators (no Python loop over the spans).
+        conn.executemany(_INSERT_SEEN, zip(map(_DEDUP_KEY, records), repeat(stamp)))
         if conn.total_changes - before == len(records):
             return
         fresh_keys: set[bytes] = set()
-        keys = list(set(keys))
+        keys = list({record.dedup_key for record in records})
         for offset in range(0, len(keys), _SQL_VARIABLES):
             chunk = keys[offset:offset + _SQL_VARIABLES]
             rows = conn.execute(
