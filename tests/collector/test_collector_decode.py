@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from conftest import llm_attributes, make_request, make_span
+from collector_harness import llm_attributes, make_request, make_span
 
 from collector.decode import decode_request, parse_protobuf
 

@@ -9,7 +9,15 @@ from decimal import Decimal
 
 import grpc
 import httpx
-from conftest import Agent, get_json, grpc_exporter, http_exporter, llm_attributes, make_request, make_span
+from collector_harness import (
+    Agent,
+    get_json,
+    grpc_exporter,
+    http_exporter,
+    llm_attributes,
+    make_request,
+    make_span,
+)
 from genai_prices import Usage, calc_price
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.trace import SpanKind

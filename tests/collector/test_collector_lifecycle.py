@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 
 import grpc
-from conftest import get_json, llm_attributes, make_request, make_span, wait_for
+from collector_harness import get_json, llm_attributes, make_request, make_span, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from collector.app import Collector

@@ -9,7 +9,7 @@ import uuid
 import grpc
 import httpx
 import pytest
-from conftest import llm_attributes, make_request, make_span
+from collector_harness import llm_attributes, make_request, make_span
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector import metric_catalog

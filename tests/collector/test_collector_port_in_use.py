@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import base_config
+from collector_harness import base_config
 
 PURPOSES = {"grpc": "OTLP/gRPC", "http": "OTLP/HTTP", "metrics": "Prometheus /metrics"}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 import httpx
-from conftest import llm_attributes, make_request, make_span
+from collector_harness import llm_attributes, make_request, make_span
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 

@@ -13,7 +13,15 @@ from decimal import Decimal
 import grpc
 import httpx
 import pytest
-from conftest import Agent, get_json, grpc_exporter, llm_attributes, make_request, make_span, wait_for
+from collector_harness import (
+    Agent,
+    get_json,
+    grpc_exporter,
+    llm_attributes,
+    make_request,
+    make_span,
+    wait_for,
+)
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace.export import SpanExportResult

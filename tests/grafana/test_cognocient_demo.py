@@ -10,7 +10,7 @@ import time
 
 import pytest
 import yaml
-from conftest import GRAFANA_DIR
+from dashboard_files import GRAFANA_DIR
 
 from collector.demo.local_collector import DEMO_BUDGETS, LocalCollector, free_port
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DASHBOARD_DIR, panels_with_queries
+from dashboard_files import DASHBOARD_DIR, panels_with_queries
 
 from grafana.dashboards import build
 from grafana.query_check import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import RULES_DIR, load_dashboards, panels_with_queries
+from dashboard_files import RULES_DIR, load_dashboards, panels_with_queries
 
 from grafana.query_check import declared_series, grafana_to_promql, problems, rule_files_default
 

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
-from conftest import DASHBOARD_DIR, GRAFANA_DIR, RULES_DIR
+from dashboard_files import DASHBOARD_DIR, GRAFANA_DIR, RULES_DIR
 
 from collector.config import load_config
 

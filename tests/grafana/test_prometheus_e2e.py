@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import RULES_DIR, load_dashboards, panels_with_queries
+from dashboard_files import RULES_DIR, load_dashboards, panels_with_queries
 from prometheus_harness import Prometheus, send_duplicate_and_malformed_spans, short_for_rules
 
 from collector.demo.local_collector import LocalCollector
