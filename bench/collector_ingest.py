@@ -1,7 +1,8 @@
 """Collector ingest benchmark: OTLP/gRPC throughput with the full pipeline and durable ack, against
 the bare protobuf parse + minimal attribute walk of the same requests, measured in the same run.
 
-    python bench/collector_ingest.py [--requests 40] [--runs-for-rss 100000]
+    python bench/collector_ingest.py [--requests 40] [--runs-for-rss 100000] [--skip-memory]
+    python bench/collector_ingest.py --breakdown     # microseconds per span of each part
 
 Prints spans/s of both and their ratio (target >= 0.5), then, with a collector subprocess: RSS
 with 100k runs tracked (target <= 300 MB) and start-to-ready time (target <= 2 s), empty store and
@@ -166,6 +167,67 @@ def collector_throughput(bodies: list[bytes], *, in_flight: int, rounds: int, pl
     return best
 
 
+def breakdown(bodies: list[bytes], *, in_flight: int) -> dict[str, float]:
+    """Microseconds per span of each part: the parse and decode on their own (fresh parses, best of
+    3), then one core collector pass over gRPC, read back from its own stage and commit histograms."""
+    from prometheus_client import CollectorRegistry
+
+    from collector.app import Collector
+    from collector.config import parse_config
+    from collector.decode import decode_request, parse_protobuf
+
+    spans = len(bodies) * SPANS_PER_REQUEST
+    parts: dict[str, float] = {}
+    parse_best = decode_best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        requests = [parse_protobuf(body) for body in bodies]
+        parsed = time.perf_counter()
+        for request in requests:
+            decode_request(request, transport="grpc")
+        decode_best = min(decode_best, time.perf_counter() - parsed)
+        parse_best = min(parse_best, parsed - started)
+    parts["parse (upb, lean view)"] = parse_best / spans * 1e6
+    parts["decode (records)"] = decode_best / spans * 1e6
+    with tempfile.TemporaryDirectory() as folder:
+        config = parse_config({
+            "receivers": {"otlp": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}},
+            "prometheus": {"endpoint": "127.0.0.1:0"},
+            "store": {"path": str(Path(folder) / "breakdown.db")},
+            "log": {"level": "warning"},
+        })
+        collector = Collector(config, registry=CollectorRegistry(), plugins=[]).start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+                call = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+                pending = list(bodies)
+                lock = threading.Lock()
+
+                def client() -> None:
+                    while True:
+                        with lock:
+                            if not pending:
+                                return
+                            body = pending.pop()
+                        call(body, timeout=60)
+
+                threads = [threading.Thread(target=client) for _ in range(in_flight)]
+                started = time.perf_counter()
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                elapsed = time.perf_counter() - started
+                parts["wall clock, everything (1 / throughput)"] = elapsed / spans * 1e6
+            for labels, _buckets, seconds in collector.stats.stages.seconds.snapshot():
+                parts[f"stage {labels[0]}"] = seconds / spans * 1e6
+            for _labels, _buckets, seconds in collector.stats.store_commit.snapshot():
+                parts["store commit (runs upsert, COMMIT)"] = seconds / spans * 1e6
+        finally:
+            collector.stop()
+    return parts
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -243,6 +305,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, best kept (default 3)")
     parser.add_argument("--runs-for-rss", type=int, default=100_000)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only print microseconds per span of each part (parse, decode, stages, commit)")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--no-plugins", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -250,6 +314,12 @@ def main() -> None:
         _serve(args.serve, plugins=not args.no_plugins)
         return
     bodies = make_requests(args.requests)
+    if args.breakdown:
+        base = max(baseline(bodies) for _ in range(3))
+        print(f"baseline (parse + attribute walk): {1e6 / base:.2f} us/span")
+        for part, micros in breakdown(bodies, in_flight=args.in_flight).items():
+            print(f"{part}: {micros:.2f} us/span")
+        return
     # Interleaved and best-of: the machine is shared, so each side gets its least disturbed pass.
     base, core, full = 0.0, 0.0, 0.0
     for _ in range(args.rounds):
