@@ -227,13 +227,14 @@ class WasteStage(Stage):
 
     def _committed(self, uow: UnitOfWork, touched: dict[RunKey, tuple[Any, int] | None]) -> None:
         """After the commit: count the changed states into the memory bound, drop ended runs, trim."""
+        changed = list(touched.items())
+        touched.clear()  # first: whatever happens below, this transaction is never undone
         cache = self._cache
         entries = self._cached_entries
-        for key, before in touched.items():
+        for key, before in changed:
             state = cache.get(key)
             if state is not None:
                 entries += state.size - (before[1] if before is not None else -1)
-        touched.clear()
         for run in uow.ended_runs:  # finished, blocked or expired: its spans have (nearly) all come
             state = cache.pop(run.key, None)
             if state is not None:
