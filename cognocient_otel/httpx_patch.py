@@ -10,7 +10,6 @@ SDKs build their own `httpx.Client` subclasses).
 from __future__ import annotations
 
 import importlib
-import json
 from typing import Any
 
 from opentelemetry import context
@@ -19,6 +18,7 @@ from wrapt import wrap_function_wrapper
 
 from cognocient_otel.budget.guard import BudgetExceeded
 from cognocient_otel.llm.call import CallTracer, LLMCall, log_failure_once
+from cognocient_otel.llm.jsonio import loads_object
 from cognocient_otel.llm.sse import SseReader
 from cognocient_otel.llm.streams import StreamObserver, stream_classes
 from cognocient_otel.llm.usage import ResponseSummary
@@ -146,11 +146,8 @@ def _after_send(call: LLMCall, response: Any, streamed: bool, traced_stream: typ
             reader.feed(content)
             reader.finish()
         elif content:
-            try:
-                body = json.loads(content)
-            except ValueError:  # a gateway's HTML page, a truncated body: no usage to read
-                body = None
-            summary.read_body(call.request.api, body)
+            # None for a gateway's HTML page or a truncated body: no usage to read.
+            summary.read_body(call.request.api, loads_object(content))
         call.finish(summary, status_code=status_code, streamed=streamed)
     except Exception as exc:
         log_failure_once("reading an LLM answer", exc)

@@ -30,7 +30,7 @@ from cognocient_otel.budget.guard import (
 )
 from cognocient_otel.llm.headers import HeaderRunSteps, cost_headers
 from cognocient_otel.llm.providers import ProviderResolver
-from cognocient_otel.llm.requests import LLMRequest, match_path, recognise
+from cognocient_otel.llm.requests import LLMRequest, match_path, read_request
 from cognocient_otel.llm.usage import ResponseSummary
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from cognocient_otel.runs import RUN_CONTEXT_KEY, Run, _baggage_value
@@ -64,15 +64,15 @@ class CallTracer:
     def begin(self, request: Any) -> LLMCall | None:
         """Before `send`: an `LLMCall` for an LLM request, else None (after propagating the run)."""
         url = request.url
-        path = url.path
-        if request.method != "POST" or match_path(path) is None:
+        matched = match_path(url.path) if request.method == "POST" else None
+        if matched is None:
             self._propagate_run(request)
             return None
         try:
             content = request.content
         except Exception:  # a streaming request body: not an LLM API call we can read
             return None
-        llm_request = recognise(request.method, path, content)
+        llm_request = read_request(matched[0], matched[1], content)
         if llm_request is None:
             self._propagate_run(request)
             return None
@@ -128,7 +128,7 @@ class CallTracer:
             attributes[sc.COGNOCIENT_STEP] = run.next_step()
         elif run_id:
             attributes[sc.COGNOCIENT_STEP] = self._header_steps.next(run_id)
-        attributes[sc.COGNOCIENT_REQUEST_FINGERPRINT] = llm_request.fingerprint()
+        attributes[sc.COGNOCIENT_REQUEST_FINGERPRINT] = llm_request.fingerprint
         span = self.tracer.start_span(
             f"{llm_request.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
         )

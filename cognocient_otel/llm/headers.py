@@ -14,18 +14,25 @@ __all__ = ["HeaderRunSteps", "cost_headers"]
 _HEADER_RUN_CAPACITY = 4096
 _RUN_HEADER = sc.HEADER_RUN_ID_LOWER.encode()
 _FEATURE_HEADER = sc.HEADER_FEATURE_LOWER.encode()
+_PREFIX = b"x-cost-"
 
 
 def cost_headers(headers: Any) -> tuple[str | None, str | None]:
-    """`X-Cost-Run-ID` and `X-Cost-Feature` in one pass over the raw header list."""
+    """`X-Cost-Run-ID` and `X-Cost-Feature` from the raw header list.
+
+    Most requests carry neither: one case-folded search over the joined names says so, and
+    only then are the headers walked one by one.
+    """
+    raw = headers.raw
+    if _PREFIX not in b"\n".join([key for key, _ in raw]).lower():
+        return None, None
     run_id = feature = None
-    for key, value in headers.raw:
-        if len(key) >= 13 and key[:7].lower() == b"x-cost-":
-            lowered = key.lower()
-            if lowered == _RUN_HEADER:
-                run_id = value.decode("latin-1")
-            elif lowered == _FEATURE_HEADER:
-                feature = value.decode("latin-1")
+    for key, value in raw:
+        lowered = key.lower()
+        if lowered == _RUN_HEADER:
+            run_id = value.decode("latin-1")
+        elif lowered == _FEATURE_HEADER:
+            feature = value.decode("latin-1")
     return run_id or None, feature or None
 
 

@@ -1,15 +1,19 @@
-"""Recognising an LLM API request by its path and JSON body, wherever it is served."""
+"""Recognising an LLM API request by its path and JSON body, wherever it is served.
+
+The body is parsed once (`jsonio.loads_object`); the fingerprint hashes the prompt members as
+compact JSON of the parsed values.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from cognocient_otel import semconv as sc
+from cognocient_otel.llm.jsonio import dumps_compact, loads_object
 
-__all__ = ["API_ANTHROPIC_MESSAGES", "LLMRequest", "recognise"]
+__all__ = ["API_ANTHROPIC_MESSAGES", "LLMRequest", "match_path", "read_request", "recognise"]
 
 API_OPENAI_CHAT = "openai.chat"
 API_OPENAI_COMPLETIONS = "openai.completions"
@@ -26,22 +30,27 @@ _PATH_SUFFIXES = (
     ("/messages", API_ANTHROPIC_MESSAGES, sc.OPERATION_CHAT),
 )
 _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-_FINGERPRINT_FIELDS = ("system", "messages", "input", "prompt")
+# Hashed in this order, each as compact JSON after a separator naming it.
+_FINGERPRINT_SEPARATORS = {
+    field: b"\x00" + field.encode() + b"\x00" for field in ("system", "messages", "input", "prompt")
+}
 # The body is parsed to read the model; bodies past this size are not worth the parse here.
 _MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(slots=True)
 class LLMRequest:
-    """An outgoing request recognised as an LLM call. `body_size` is the JSON body's length in bytes."""
+    """An outgoing request recognised as an LLM call. `body_size` is the JSON body's length in
+    bytes; `fingerprint` is 16 hex digits of blake2b over the model and the prompt members as
+    sent (`system`, `messages`, `input`, `prompt`), never the content itself."""
 
     api: str
     operation: str
     model: str
     stream: bool
     max_output_tokens: int | None
-    body: dict[str, Any]
     body_size: int
+    fingerprint: str
 
     @property
     def api_family(self) -> str:
@@ -54,18 +63,6 @@ class LLMRequest:
         little, which is the safe side for a budget reservation, and costs nothing to compute.
         """
         return max(1, self.body_size // 4)
-
-    def fingerprint(self) -> str:
-        """16 hex digits of blake2b over the model and the prompt fields; never the content itself."""
-        digest = hashlib.blake2b(digest_size=8)
-        digest.update(self.model.encode())
-        body = self.body
-        for field in _FINGERPRINT_FIELDS:
-            if field in body:
-                digest.update(b"\x00" + field.encode() + b"\x00")
-                # Key order as sent: an SDK serialises the same request the same way every time.
-                digest.update(json.dumps(body[field], separators=(",", ":")).encode())
-        return digest.hexdigest()
 
 
 def match_path(path: str) -> tuple[str, str] | None:
@@ -81,11 +78,17 @@ def recognise(method: str, path: str, content: bytes) -> LLMRequest | None:
     if method != "POST":
         return None
     matched = match_path(path)
-    if matched is None or not content or len(content) > _MAX_BODY_BYTES or content[:1] != b"{":
+    if matched is None:
         return None
-    try:
-        body = json.loads(content)
-    except ValueError:
+    return read_request(matched[0], matched[1], content)
+
+
+def read_request(api: str, operation: str, content: bytes) -> LLMRequest | None:
+    """An `LLMRequest` from the body sent to an LLM API path, or None if it names no `model`."""
+    if not content or len(content) > _MAX_BODY_BYTES or content[:1] != b"{":
+        return None
+    body = loads_object(content)
+    if body is None:
         return None
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -93,16 +96,25 @@ def recognise(method: str, path: str, content: bytes) -> LLMRequest | None:
     max_output = None
     for field in _MAX_TOKENS_FIELDS:
         value = body.get(field)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if type(value) is int and value > 0:  # parsed JSON: `type() is` excludes booleans
             max_output = value
             break
-    api, operation = matched
     return LLMRequest(
         api=api,
         operation=operation,
         model=model,
         stream=body.get("stream") is True,
         max_output_tokens=max_output,
-        body=body,
         body_size=len(content),
+        fingerprint=_fingerprint(model, body),
     )
+
+
+def _fingerprint(model: str, body: dict[str, Any]) -> str:
+    parts = [model.encode()]
+    for field, separator in _FINGERPRINT_SEPARATORS.items():
+        if field in body:
+            parts.append(separator)
+            # Key order as sent: an SDK serialises the same request the same way every time.
+            parts.append(dumps_compact(body[field]))
+    return hashlib.blake2b(b"".join(parts), digest_size=8).hexdigest()

@@ -5,19 +5,19 @@ per chunk). When the stream ends (exhausted, failed or closed) it finds the few 
 with byte scans that run in C, and parses just those: the first event (model, id), the last
 event carrying `usage`, the last `finish_reason`, Anthropic's `message_start` / `message_delta`,
 the Responses API's `response.created` and terminal event, and any `error` event. A chat stream
-of hundreds of chunks costs a join, a few `find`s and two or three `json.loads`.
+of hundreds of chunks costs a join, a few `find`s and two or three small JSON parses.
 
 Past `_KEEP_BYTES` of stream, only the head and a bounded tail are kept: usage events come last.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import deque
 from typing import Any
 
 from cognocient_otel.llm import requests as api_ids
+from cognocient_otel.llm.jsonio import loads_object
 from cognocient_otel.llm.usage import ResponseSummary
 
 __all__ = ["SseReader"]
@@ -162,8 +162,4 @@ def _event_data(data: bytes, position: int) -> dict[str, Any] | None:
     payload = lines[0] if len(lines) == 1 else b"\n".join(lines)
     if payload == b"[DONE]":
         return None
-    try:
-        parsed = json.loads(payload)
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    return loads_object(payload)

@@ -7,11 +7,11 @@ Streams (SSE) are read by `cognocient_otel.llm.sse`, which uses the same `Respon
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 from cognocient_otel.llm import requests as api_ids
+from cognocient_otel.llm.jsonio import loads_object
 from cognocient_otel.pricing import TokenUsage
 
 __all__ = ["JsonBodyReader", "ResponseSummary"]
@@ -21,9 +21,10 @@ _MAX_BUFFERED_BODY = 8 * 1024 * 1024
 
 
 def _int(mapping: Any, key: str) -> int:
-    if isinstance(mapping, dict):
+    """A positive integer count, else 0 (parsed JSON: `type() is` excludes booleans)."""
+    if type(mapping) is dict:
         value = mapping.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        if type(value) is int and value > 0:
             return value
     return 0
 
@@ -108,13 +109,18 @@ class ResponseSummary:
                 self.finish_reasons = reasons
 
     def _read_openai_usage(self, usage: Any) -> None:
-        if not isinstance(usage, dict):
+        if type(usage) is not dict:
             return
-        self.input_tokens = _int(usage, "prompt_tokens")
-        self.output_tokens = _int(usage, "completion_tokens")
-        self.cache_read_tokens = _int(usage.get("prompt_tokens_details"), "cached_tokens")
-        self.reasoning_tokens = _int(usage.get("completion_tokens_details"), "reasoning_tokens")
-        self._read_provider_cost(usage)
+        # Inlined `_int`s: this runs on every OpenAI-shaped answer.
+        get = usage.get
+        value = get("prompt_tokens")
+        self.input_tokens = value if type(value) is int and value > 0 else 0
+        value = get("completion_tokens")
+        self.output_tokens = value if type(value) is int and value > 0 else 0
+        self.cache_read_tokens = _int(get("prompt_tokens_details"), "cached_tokens")
+        self.reasoning_tokens = _int(get("completion_tokens_details"), "reasoning_tokens")
+        if "cost" in usage:
+            self._read_provider_cost(usage)
 
     def _read_responses_usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
@@ -123,7 +129,8 @@ class ResponseSummary:
         self.output_tokens = _int(usage, "output_tokens")
         self.cache_read_tokens = _int(usage.get("input_tokens_details"), "cached_tokens")
         self.reasoning_tokens = _int(usage.get("output_tokens_details"), "reasoning_tokens")
-        self._read_provider_cost(usage)
+        if "cost" in usage:
+            self._read_provider_cost(usage)
 
     def _read_provider_cost(self, usage: dict[str, Any]) -> None:
         # OpenAI-compatible gateways (OpenRouter, LiteLLM) report what they billed as usage.cost.
@@ -173,15 +180,7 @@ class JsonBodyReader:
     def finish(self) -> None:
         if self._size > _MAX_BUFFERED_BODY or not self._chunks:
             return
-        payload = _loads(b"".join(self._chunks))
+        payload = loads_object(b"".join(self._chunks))
         self._chunks = []
         if payload is not None:
             self.summary.read_body(self._api, payload)
-
-
-def _loads(data: bytes) -> Any:
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) else None
