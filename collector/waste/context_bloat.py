@@ -215,7 +215,8 @@ def _window(timeline: Timeline, config: ContextBloatConfig, start: int) -> Waste
     ordered = timeline.ordered
     for index in range(start, len(ordered)):
         call = ordered[index]
-        if call.input_tokens <= 0:
+        priced = call.priced
+        if call.input_tokens <= 0 or priced is None:
             continue
         window = call.context_window
         if not window or call.input_tokens <= share_limit * window:

@@ -102,6 +102,26 @@ class WasteDetector:
         """Whether some enabled detector has yet to flag this run."""
         return bool(self.enabled_kinds - state.raised)
 
+    def record_all(self, state: RunWasteState, records: Iterable[SpanRecord]) -> list[Entry]:
+        """`record()` for each of `records` (spans of the state's run): the entries added, in order."""
+        pending = self.enabled_kinds - state.raised if state.raised else self.enabled_kinds
+        if not pending:
+            return []
+        added: list[Entry] = []
+        call_entry, add, tool_entry = self._call_entry, state.add, self._tool_entry
+        loop_pending = LOOP in pending
+        for record in records:
+            if record.is_llm:
+                entry: Entry | None = call_entry(state, record, pending)
+            elif loop_pending and record.operation == _EXECUTE_TOOL:
+                entry = tool_entry(state, record)
+            else:
+                continue
+            if entry is not None:
+                add(entry)
+                added.append(entry)
+        return added
+
     def record(self, state: RunWasteState, record: SpanRecord) -> Entry | None:
         """Keep what the detectors need from `record` (a span of the state's run).
 

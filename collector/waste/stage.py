@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
-from itertools import repeat
 from typing import Any
 
 from cognocient_otel.pricing import PriceBook
@@ -180,8 +179,7 @@ class WasteStage(Stage):
             cache.move_to_end(key)
             touched[key] = (state.checkpoint(), state.size)
         first_seq = state.size
-        record = detector.record
-        added = [entry for entry in map(record, repeat(state, len(records)), records) if entry is not None]
+        added = detector.record_all(state, records)
         if not added:
             return []
         flags = detector.evaluate(state, added=added)

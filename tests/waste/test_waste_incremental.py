@@ -101,3 +101,14 @@ def test_skipping_calls_found_clean_before_changes_nothing_even_with_late_arriva
     rng = random.Random(1000 + seed)
     with_marks, without_marks = _with_and_without_scan_marks(_random_run(rng), rng)
     assert with_marks == without_marks
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_recording_a_batch_at_once_keeps_what_recording_span_by_span_keeps(seed):
+    # the stage records each run's spans of a batch with record_all()
+    records = _random_run(random.Random(seed))
+    detector = WasteDetector(WasteConfig())
+    one_by_one, all_at_once = RunWasteState(), RunWasteState()
+    added = [entry for entry in (detector.record(one_by_one, record) for record in records) if entry]
+    assert detector.record_all(all_at_once, records) == added
+    assert all_at_once == one_by_one
