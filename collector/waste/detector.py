@@ -42,7 +42,7 @@ _ERROR_STATUS = 2  # OTLP Status.STATUS_CODE_ERROR
 def _affected(added: Iterable[Entry]) -> frozenset[str]:
     call = loop = retry = False
     for entry in added:
-        if type(entry) is ToolEntry:
+        if entry.__class__ is ToolEntry:
             loop = True
         else:
             call = True  # any call can move the growth series or settle a missing step
@@ -108,18 +108,19 @@ class WasteDetector:
         if not pending:
             return []
         added: list[Entry] = []
-        call_entry, add, tool_entry = self._call_entry, state.add, self._tool_entry
+        call_entry, add_call, add, tool_entry = self._call_entry, state.add_call, state.add, self._tool_entry
         loop_pending = LOOP in pending
         for record in records:
             if record.is_llm:
                 entry: Entry | None = call_entry(state, record, pending)
+                if entry is not None:
+                    add_call(entry)
+                    added.append(entry)
             elif loop_pending and record.operation == _EXECUTE_TOOL:
                 entry = tool_entry(state, record)
-            else:
-                continue
-            if entry is not None:
-                add(entry)
-                added.append(entry)
+                if entry is not None:
+                    add(entry)
+                    added.append(entry)
         return added
 
     def record(self, state: RunWasteState, record: SpanRecord) -> Entry | None:
@@ -201,7 +202,7 @@ class WasteDetector:
         repeats = self._loop_repeats
         count = state.repeat_counts().get
         for entry in added:
-            if isinstance(entry, ToolEntry):
+            if entry.__class__ is ToolEntry:
                 key = entry.key
             elif entry.fingerprint and entry.error_type is None:
                 key = entry.fingerprint
@@ -231,9 +232,13 @@ class WasteDetector:
         fingerprint = record.fingerprint if LOOP in pending else None
         # An embeddings input is a document, not the conversation's context.
         if CONTEXT_BLOAT in pending and record.input_tokens > 0 and record.operation != "embeddings":
+            model = record.response_model or record.request_model
+            ref = self._models.get((model, record.provider)) if model else None
+            if ref is None and model:
+                ref = self._model(model, record.provider)
             return _new_entry(CallEntry, (
                 record.step, record.start_ns, record.input_tokens, cost_text, error_type, fingerprint,
-                self._model(record), record.cache_read_tokens, record.cache_creation_tokens))
+                ref, record.cache_read_tokens, record.cache_creation_tokens))
         return _new_entry(CallEntry, (record.step, record.start_ns, 0, cost_text, error_type, fingerprint,
                                       None, 0, 0))
 
@@ -245,19 +250,12 @@ class WasteDetector:
             return None
         return ToolEntry(record.start_ns, f"{record.tool_name}\x00{record.tool_args_hash}", record.tool_name)
 
-    def _model(self, record: SpanRecord) -> ModelRef | None:
-        """The call's model, shared by every call of it; its context window is looked up once."""
-        model = record.response_model or record.request_model
-        if not model:
-            return None
-        key = (model, record.provider)
-        ref = self._models.get(key)
-        if ref is None:
-            window = (self._windows.window(model=model, provider=record.provider)
-                      if self._windows_wanted else None)
-            ref = model_ref(model, record.provider, window)
-            if len(self._models) < _MAX_MODELS:
-                self._models[key] = ref
+    def _model(self, model: str, provider: str | None) -> ModelRef:
+        """A model's shared `ModelRef` (its context window looked up once), the first time it is seen."""
+        window = self._windows.window(model=model, provider=provider) if self._windows_wanted else None
+        ref = model_ref(model, provider, window)
+        if len(self._models) < _MAX_MODELS:
+            self._models[(model, provider)] = ref
         return ref
 
     def input_cost(self, call: CallEntry) -> Decimal | None:

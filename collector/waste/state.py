@@ -91,7 +91,7 @@ class CallEntry(NamedTuple):
     def context_window(self) -> int | None:
         """Tokens the answering model accepts, when known."""
         priced = self.priced
-        return priced.context_window if isinstance(priced, ModelRef) else None
+        return priced.context_window if priced.__class__ is ModelRef else None
 
     def to_json(self) -> list[Any]:
         ref = self.priced if isinstance(self.priced, ModelRef) else None
@@ -207,6 +207,15 @@ class RunWasteState:
         """Entries kept: what the stage's memory bound counts."""
         return len(self.calls) + (len(self._tools) if self._tools is not None else 0)
 
+    def add_call(self, entry: CallEntry) -> None:
+        """`add` for an entry known to be a call (the per-span path)."""
+        self._add_call(entry)
+        repeats = self._repeats
+        if repeats is not None and entry.error_type is None:
+            key = entry.fingerprint
+            if key:
+                repeats[key] = repeats.get(key, 0) + 1
+
     def add(self, entry: Entry) -> None:
         if isinstance(entry, ToolEntry):
             if self._tools is None:
@@ -301,7 +310,7 @@ class RunWasteState:
         runs for every span): a call's `priced` is a `ModelRef` (or None) in entries made from spans.
         """
         tagged = [(_CALL, *entry[:6], *(entry[6] or _NO_MODEL), entry[7], entry[8])
-                  if isinstance(entry, CallEntry) else (_TOOL, *entry) for entry in entries]
+                  if entry.__class__ is CallEntry else (_TOOL, *entry) for entry in entries]
         return _BATCH, _encode(tagged)
 
     @classmethod
