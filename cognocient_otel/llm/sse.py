@@ -24,8 +24,12 @@ __all__ = ["SseReader"]
 
 _KEEP_BYTES = 8 * 1024 * 1024
 _TAIL_BYTES = 256 * 1024
+_USAGE_KEY = b'"usage"'
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_FINISH_REASON_KEY = b'"finish_reason"'
 _FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
+# Occurrences tried from the end of the stream before one forward scan of it all.
+_BACKWARD_TRIES = 8
 _ERROR_EVENT = re.compile(rb'event:[ \t]*error[ \t]*\n|"type"\s*:\s*"error"')
 _RESPONSES_TERMINAL = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
 
@@ -78,12 +82,12 @@ class SseReader:
         if first is not None:
             summary._read_identity(first)
         last = tail or head
-        finish = _last_match(_FINISH_REASON, last)
+        finish = _last_match(_FINISH_REASON, _FINISH_REASON_KEY, last)
         if finish >= 0:
             event = _event_data(last, finish)
             if event is not None:
                 summary._read_choices(event.get("choices"))
-        usage_at = _last_match(_USAGE_OBJECT, last)
+        usage_at = _last_match(_USAGE_OBJECT, _USAGE_KEY, last)
         if usage_at >= 0:
             event = _event_data(last, usage_at)
             if event is not None and isinstance(event.get("usage"), dict):
@@ -140,7 +144,20 @@ class SseReader:
             self.summary.error_type = str(event.get("code") or "stream_error")
 
 
-def _last_match(pattern: re.Pattern[bytes], data: bytes) -> int:
+def _last_match(pattern: re.Pattern[bytes], literal: bytes, data: bytes) -> int:
+    """Start of the last match of `pattern` (which begins with `literal`) in `data`, or -1.
+
+    The events read are near the end, so occurrences of `literal` are tried from the end first;
+    after a few near misses (`"finish_reason": null` in every chunk) one forward scan decides.
+    """
+    end = len(data)
+    for _ in range(_BACKWARD_TRIES):
+        position = data.rfind(literal, 0, end)
+        if position < 0:
+            return -1
+        if pattern.match(data, position):
+            return position
+        end = position + len(literal) - 1
     position = -1
     for match in pattern.finditer(data):
         position = match.start()
@@ -156,10 +173,14 @@ def _event_data(data: bytes, position: int) -> dict[str, Any] | None:
     end = data.find(b"\n\n", position)
     if end < 0:
         end = len(data)
-    lines = [line[5:].lstrip(b" ") for line in data[start:end].split(b"\n") if line.startswith(b"data:")]
-    if not lines:
-        return None
-    payload = lines[0] if len(lines) == 1 else b"\n".join(lines)
+    block = data[start:end]
+    if block.startswith(b"data:") and b"\n" not in block:  # the usual event: one data line
+        payload = block[5:].lstrip(b" ")
+    else:
+        lines = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+        if not lines:
+            return None
+        payload = lines[0] if len(lines) == 1 else b"\n".join(lines)
     if payload == b"[DONE]":
         return None
     return loads_object(payload)
