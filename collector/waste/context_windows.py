@@ -16,6 +16,8 @@ from cognocient_otel.pricing import normalize_provider
 
 __all__ = ["ContextWindows"]
 
+_MAX_CACHED = 4096
+
 
 class ContextWindows:
     """`window(model=, provider=)` -> tokens or None. Safe to share between threads."""
@@ -35,7 +37,8 @@ class ContextWindows:
             pass
         tokens = self._resolve(model, normalize_provider(provider))
         with self._lock:
-            self._cache[key] = tokens
+            if len(self._cache) < _MAX_CACHED:  # model names come from spans: keep the cache bounded
+                self._cache[key] = tokens
         return tokens
 
     def _resolve(self, model: str, provider_id: str | None) -> int | None:
