@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Literal
 
@@ -288,11 +289,10 @@ class PriceBook:
         attempts = [(provider_id, api_url), (provider_id, None), (None, None)]
         for attempt_provider, attempt_url in dict.fromkeys(attempts):
             try:
-                provider, model_info = snapshot.find_provider_model(model, None, attempt_provider, attempt_url)
+                _, model_info = snapshot.find_provider_model(model, None, attempt_provider, attempt_url)
             except LookupError:
                 continue
-            del provider
-            model_price = model_info.get_prices(_utc_now())
+            model_price = model_info.get_prices(datetime.now(tz=timezone.utc))
             return _linear_rate(model_info.id, model_price, self._monotonic() + _RATE_TTL_SECONDS)
         return None
 
@@ -308,9 +308,3 @@ class PriceBook:
 
 
 _MISSING = object()
-
-
-def _utc_now():
-    from datetime import datetime, timezone
-
-    return datetime.now(tz=timezone.utc)

@@ -35,7 +35,9 @@ def test_fast_path_equals_calc_price_for_every_model_in_the_snapshot():
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        expected = calc_price(usage.as_genai_prices(), model_ref=model.id, provider_id=provider.id)
+                        expected = calc_price(
+                            usage.as_genai_prices(), model_ref=model.id, provider_id=provider.id
+                        )
                 except (LookupError, ValueError):
                     continue  # models priced by units other than tokens (audio hours, pages)
                 got = book.cost(model=model.id, usage=usage, provider=provider.id)
@@ -48,8 +50,11 @@ def test_fast_path_equals_calc_price_for_every_model_in_the_snapshot():
 def test_cache_reads_are_priced_at_the_cache_rate():
     book = PriceBook()
     plain = book.cost(model="gpt-4o-mini", usage=TokenUsage(input_tokens=1_000_000), provider="openai")
-    cached = book.cost(model="gpt-4o-mini", usage=TokenUsage(input_tokens=1_000_000, cache_read_tokens=1_000_000),
-                       provider="openai")
+    cached = book.cost(
+        model="gpt-4o-mini",
+        usage=TokenUsage(input_tokens=1_000_000, cache_read_tokens=1_000_000),
+        provider="openai",
+    )
     assert plain.usd == Decimal("0.15")
     assert cached.usd == Decimal("0.075")
 
@@ -71,8 +76,10 @@ def test_override_wins_over_the_price_table_and_prices_unknown_models():
                       cache_read_per_mtok=Decimal("0.3")),
     ])
     assert book.cost(model="GPT-4o-mini", usage=TokenUsage(input_tokens=10**6, output_tokens=10**6)).usd == 3
-    finetune = book.cost(model="my-finetune",
-                         usage=TokenUsage(input_tokens=2 * 10**6, output_tokens=10**6, cache_read_tokens=10**6))
+    finetune = book.cost(
+        model="my-finetune",
+        usage=TokenUsage(input_tokens=2 * 10**6, output_tokens=10**6, cache_read_tokens=10**6),
+    )
     assert finetune.usd == Decimal("3") + Decimal("0.3") + Decimal("12")
     assert finetune.source == "price_table"
 
