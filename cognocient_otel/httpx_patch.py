@@ -128,20 +128,20 @@ def _after_send(call: LLMCall, response: Any, streamed: bool, traced_stream: typ
         if status_code >= 400:
             call.finish(None, status_code=status_code, streamed=streamed)
             return
-        headers = response.headers
+        content_type, content_encoding = _content_headers(response.headers)
         # A response built from bytes (mock transports, caches) is read and closed already.
         if streamed and not response.is_closed:
             observer = StreamObserver(
                 call,
-                content_type=headers.get("content-type", ""),
-                content_encoding=headers.get("content-encoding", ""),
+                content_type=content_type,
+                content_encoding=content_encoding,
                 status_code=status_code,
             )
             response.stream = traced_stream(response.stream, observer)
             return
         summary = ResponseSummary()
         content = response.content
-        if "event-stream" in headers.get("content-type", ""):
+        if "event-stream" in content_type:
             reader = SseReader(call.request.api, summary)
             reader.feed(content)
             reader.finish()
@@ -152,3 +152,20 @@ def _after_send(call: LLMCall, response: Any, streamed: bool, traced_stream: typ
     except Exception as exc:
         log_failure_once("reading an LLM answer", exc)
         call.finish(None, status_code=status_code, streamed=streamed)
+
+
+def _content_headers(headers: Any) -> tuple[str, str]:
+    """`Content-Type` and `Content-Encoding` in one pass over the raw header list.
+
+    `headers.get()` first works out the encoding of every header name and value, then raises
+    and catches a KeyError for a missing one: several times this for an API's twenty headers.
+    """
+    content_type: list[str] = []
+    content_encoding: list[str] = []
+    for key, value in headers.raw:
+        if len(key) == 12 and key.lower() == b"content-type":
+            content_type.append(value.decode("latin-1"))
+        elif len(key) == 16 and key.lower() == b"content-encoding":
+            content_encoding.append(value.decode("latin-1"))
+    # Repeated headers read as httpx joins them.
+    return ", ".join(content_type), ", ".join(content_encoding)

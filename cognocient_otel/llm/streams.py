@@ -79,9 +79,10 @@ def stream_classes(module: Any) -> tuple[type, type]:
 
         def __iter__(self) -> Iterator[bytes]:
             observer = self._observer
+            feed = observer.feed
             try:
                 for chunk in self._inner:
-                    observer.feed(chunk)
+                    feed(chunk)
                     yield chunk
             except GeneratorExit:
                 observer.end()
@@ -104,9 +105,10 @@ def stream_classes(module: Any) -> tuple[type, type]:
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             observer = self._observer
+            feed = observer.feed
             try:
                 async for chunk in self._inner:
-                    observer.feed(chunk)
+                    feed(chunk)
                     yield chunk
             except GeneratorExit:
                 observer.end()

@@ -146,3 +146,16 @@ def test_usage_null_in_every_chunk_is_not_taken_for_the_usage() -> None:
     reader.feed(sse(events))
     reader.finish()
     assert summary.finish_reasons == ["stop"] and not summary.usage_complete
+
+
+def test_content_headers_are_read_in_any_case_and_repeated_ones_joined() -> None:
+    import httpx2
+
+    from cognocient_otel.httpx_patch import _content_headers
+
+    headers = httpx2.Headers(
+        [(b"Content-Type", b"text/event-stream"), (b"x-request-id", b"1"), (b"CONTENT-ENCODING", b"gzip")]
+    )
+    assert _content_headers(headers) == ("text/event-stream", "gzip")
+    headers = httpx2.Headers([(b"content-encoding", b"gzip"), (b"content-encoding", b"identity")])
+    assert _content_headers(headers) == ("", headers.get("content-encoding"))

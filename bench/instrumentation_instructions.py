@@ -1,0 +1,152 @@
+"""Instructions per call added by cognocient_otel vs the official openai-v2 instrumentation.
+
+    python bench/instrumentation_instructions.py [--calls 30]
+
+A companion to `instrumentation_overhead.py` that does not depend on how busy the machine is:
+it counts the CPU instructions executed per call with valgrind's callgrind (Debian package
+`valgrind`), so the same code gives the same numbers run after run. Each configuration (bare,
+openai-v2, ours in a `run()` with a budget) runs in its own process under callgrind: the real
+`openai` client calls through a transport that replays answers recorded from `LLMServer` (so no
+socket and no server thread are counted), and only the timed calls are counted (callgrind
+collects inside `itertools.starmap`, which drives them). The garbage collector is off while
+counting, so a collection that happens to land in the window does not skew one configuration.
+
+It measures CPU work only. The wall-clock benchmark also sees cache and scheduling effects, but
+on a quiet machine time follows these counts closely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import itertools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CONFIGS = ("bare", "openai-v2", "ours")
+MODES = ("non-streaming", "streaming")
+
+
+def child(config: str, mode: str, calls: int) -> None:
+    """Runs under callgrind: set up, warm up, then the counted calls."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import httpx2
+    import openai
+    from instrumentation_overhead import MESSAGES, DroppingExporter, chat, chat_stream
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    import cognocient_otel
+    from cognocient_otel.testing import LLMServer
+
+    recorded: dict[bool, tuple[list[tuple[bytes, bytes]], list[bytes]]] = {}
+    with LLMServer() as server, httpx2.Client() as recorder:
+        for stream in (False, True):
+            body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 20}
+            if stream:
+                body.update(stream=True, stream_options={"include_usage": True})
+            with recorder.stream("POST", server.base_url + "/v1/chat/completions", json=body) as answer:
+                chunks = list(answer.iter_raw())
+                headers = [(k, v) for k, v in answer.headers.raw if k.lower() != b"transfer-encoding"]
+            recorded[stream] = (headers, chunks)
+
+    class Replay(httpx2.SyncByteStream):
+        def __init__(self, chunks: list[bytes]) -> None:
+            self._chunks = chunks
+
+        def __iter__(self) -> Any:
+            yield from self._chunks
+
+    class ReplayTransport(httpx2.BaseTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            headers, chunks = recorded[b'"stream":true' in request.content]
+            return httpx2.Response(200, headers=headers, stream=Replay(chunks))
+
+    provider = TracerProvider()
+    # Never full, never exporting while counting: the worker thread stays asleep.
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            DroppingExporter(), max_queue_size=10**7, max_export_batch_size=10**7, schedule_delay_millis=10**7
+        )
+    )
+    client = openai.OpenAI(
+        base_url="http://127.0.0.1:9/v1",
+        api_key="bench",
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(transport=ReplayTransport()),
+    )
+    scope = None
+    if config == "openai-v2":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+    elif config == "ours":
+        cognocient_otel.instrument(tracer_provider=provider)
+        scope = cognocient_otel.run("bench", budget_usd=1_000_000)
+        scope.__enter__()
+    call = chat if mode == "non-streaming" else chat_stream
+    for _ in range(20):
+        call(client)
+    gc.collect()
+    gc.disable()
+    collections.deque(itertools.starmap(call, itertools.repeat((client,), calls)), maxlen=0)
+    gc.enable()
+    if scope is not None:
+        scope.__exit__(None, None, None)
+
+
+def count(config: str, mode: str, calls: int) -> float:
+    with tempfile.TemporaryDirectory() as directory:
+        result = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--collect-atstart=no",
+                "--toggle-collect=starmap_next",
+                f"--callgrind-out-file={os.path.join(directory, 'callgrind.out')}",
+                sys.executable,
+                __file__,
+                "--child",
+                config,
+                mode,
+                str(calls),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    collected = re.search(r"Collected\s*:\s*([\d,]+)", result.stderr)
+    if collected is None:
+        raise RuntimeError(f"no callgrind count for {config} {mode}:\n{result.stderr[-2000:]}")
+    return int(collected.group(1).replace(",", "")) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=30, help="counted calls per configuration (default 30)")
+    parser.add_argument("--child", nargs=3, metavar=("CONFIG", "MODE", "CALLS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]))
+        return
+    print("Instructions per openai call (callgrind), added over an uninstrumented call:")
+    for mode in MODES:
+        per_call = {config: count(config, mode, args.calls) for config in CONFIGS}
+        bare = per_call["bare"]
+        theirs, ours = per_call["openai-v2"] - bare, per_call["ours"] - bare
+        print(
+            f"  {mode:14s} bare {bare / 1e3:8.1f} K | openai-v2 +{theirs / 1e3:6.1f} K | "
+            f"ours +{ours / 1e3:6.1f} K | ratio ours/openai-v2 = {ours / theirs:5.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
