@@ -7,18 +7,14 @@ docker-compose stack) carries the same budgets, and a test keeps the two equal.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
-import yaml
+from collector.process import CollectorProcess, CollectorStartError, free_port, write_config
+
+__all__ = ["DEMO_BUDGETS", "CollectorStartError", "LocalCollector", "demo_config", "free_port", "is_healthy"]
 
 # The runaway research run crosses "research per run" after a few calls; the support budget only
 # warns; the global one shows a window far from its limit.
@@ -31,17 +27,7 @@ DEMO_BUDGETS: list[dict] = [
 ]
 
 
-class CollectorStartError(RuntimeError):
-    """The collector subprocess exited or did not answer /healthz in time."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
-def demo_config(*, store_path: Path, grpc_port: int, http_port: int, metrics_port: int) -> dict:
+def demo_config(*, store_path: Path, grpc_port: int = 0, http_port: int = 0, metrics_port: int = 0) -> dict:
     return {
         "receivers": {"otlp": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
                                "http": {"endpoint": f"127.0.0.1:{http_port}"}}},
@@ -49,7 +35,8 @@ def demo_config(*, store_path: Path, grpc_port: int, http_port: int, metrics_por
         "store": {"path": str(store_path)},
         # Demo runs last seconds: a short idle timeout lets "active" settle within a minute.
         "runs": {"idle_timeout_seconds": 30},
-        "log": {"level": "warning", "format": "text"},
+        # JSON at info: CollectorProcess reads the bound ports from the "collector.ready" line.
+        "log": {"level": "info", "format": "json"},
         "budgets": DEMO_BUDGETS,
     }
 
@@ -63,78 +50,25 @@ def is_healthy(http_url: str, *, timeout_seconds: float = 1.0) -> bool:
         return False
 
 
-class LocalCollector:
-    """`with LocalCollector() as collector:` a collector on free 127.0.0.1 ports, stopped on exit.
+class LocalCollector(CollectorProcess):
+    """`with LocalCollector() as collector:` a collector with the demo's budgets on free 127.0.0.1
+    ports, its store and log in a temporary folder removed by `stop()`.
 
     `metrics_port` may be fixed (e.g. 9464, where grafana/prometheus/prometheus.yml scrapes).
     """
 
     def __init__(self, *, metrics_port: int | None = None, start_timeout_seconds: float = 30.0) -> None:
-        self.grpc_port = free_port()
-        self.http_port = free_port()
-        self.metrics_port = metrics_port or free_port()
-        self.start_timeout_seconds = start_timeout_seconds
         self._workdir = tempfile.TemporaryDirectory(prefix="cognocient-demo-")
-        self._process: subprocess.Popen[bytes] | None = None
+        folder = Path(self._workdir.name)
+        config = demo_config(store_path=folder / "cognocient.db", metrics_port=metrics_port or 0)
+        super().__init__(write_config(folder, config), start_timeout_seconds=start_timeout_seconds)
 
-    @property
-    def otlp_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-    def start(self) -> LocalCollector:
-        workdir = Path(self._workdir.name)
-        config_path = workdir / "collector.yaml"
-        config = demo_config(store_path=workdir / "cognocient.db", grpc_port=self.grpc_port,
-                             http_port=self.http_port, metrics_port=self.metrics_port)
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        log = (workdir / "collector.log").open("wb")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "collector.main", "--config", str(config_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=os.environ.copy(),
-        )
-        log.close()
-        self._wait_healthy()
+    def start(self, timeout_seconds: float | None = None) -> LocalCollector:
+        super().start(timeout_seconds)
         return self
 
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.start_timeout_seconds
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise CollectorStartError(
-                    f"the collector exited with {self._process.returncode}:\n{self.log()}")
-            if is_healthy(self.http_url):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise CollectorStartError(f"the collector did not answer /healthz within "
-                                  f"{self.start_timeout_seconds:.0f} s:\n{self.log()}")
-
-    def log(self) -> str:
-        path = Path(self._workdir.name) / "collector.log"
-        return path.read_text(encoding="utf-8", errors="replace")[-4000:] if path.exists() else ""
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
-        self._process = None
-        self._workdir.cleanup()
-
-    def __enter__(self) -> LocalCollector:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
+    def stop(self, *, grace_seconds: float = 15.0) -> int | None:
+        try:
+            return super().stop(grace_seconds=grace_seconds)
+        finally:
+            self._workdir.cleanup()

@@ -1,17 +1,14 @@
-"""Helpers of the collector tests: collector configs, the collector as a subprocess, real OTel
-SDK exporters, and span builders with the attribute sets of real GenAI instrumentations.
+"""Helpers of the collector tests: collector configs, real OTel SDK exporters, and span builders
+with the attribute sets of real GenAI instrumentations.
 
 Test modules import them from here (`from collector_harness import ...`), not from `conftest`:
 every test folder has a `conftest` module, and which one that name means depends on the
-folders pytest was given. The fixtures are in this folder's conftest.py."""
+folders pytest was given. The fixtures are in this folder's conftest.py; the collector as a
+subprocess is `collector.process.CollectorProcess`."""
 
 from __future__ import annotations
 
-import json
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,59 +41,6 @@ def base_config(tmp_path: Path, **sections: Any) -> dict[str, Any]:
         else:
             config[name] = value
     return config
-
-
-class CollectorProcess:
-    """`cognocient-collector --config FILE` as a real subprocess; ports read from its ready log line."""
-
-    def __init__(self, config_path: Path, log_path: Path) -> None:
-        self.config_path = config_path
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self.ready: dict[str, Any] = {}
-
-    def start(self, timeout: float = 15.0) -> CollectorProcess:
-        self._log = self.log_path.open("ab")
-        offset = self.log_path.stat().st_size
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "collector.main", "--config", str(self.config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            cwd=self.config_path.parent,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.log_path.read_bytes()[offset:].decode().splitlines():
-                entry = json.loads(line)
-                if entry.get("event") == "collector.ready":
-                    self.ready = entry
-                    return self
-            if self.process.poll() is not None:
-                raise AssertionError(f"collector exited {self.process.returncode}: {self.log_text()}")
-            time.sleep(0.05)
-        raise AssertionError(f"collector not ready in {timeout}s: {self.log_text()}")
-
-    def log_text(self) -> str:
-        return self.log_path.read_text()
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.ready['http_port']}"
-
-    @property
-    def grpc_endpoint(self) -> str:
-        return f"127.0.0.1:{self.ready['grpc_port']}"
-
-    def signal(self, signum: int) -> int:
-        assert self.process is not None
-        self.process.send_signal(signum)
-        code = self.process.wait(timeout=30)
-        self._log.close()
-        return code
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.signal(signal.SIGKILL)
 
 
 # -- sending spans the way agents do -----------------------------------------------------------------

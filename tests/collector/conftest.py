@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from collector_harness import CollectorProcess, base_config
+from collector_harness import base_config
 from prometheus_client import CollectorRegistry
 
 from collector.app import Collector
 from collector.config import parse_config
+from collector.process import CollectorProcess
 
 
 @pytest.fixture
@@ -44,9 +44,7 @@ def collector_process(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess
     processes: list[CollectorProcess] = []
 
     def make(**sections: Any) -> CollectorProcess:
-        config_path = tmp_path / "collector.yaml"
-        config_path.write_text(yaml.safe_dump(base_config(tmp_path, **sections)))
-        process = CollectorProcess(config_path, tmp_path / "collector.log")
+        process = CollectorProcess.from_config(tmp_path, base_config(tmp_path, **sections))
         processes.append(process)
         return process
 

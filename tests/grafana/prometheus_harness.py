@@ -20,7 +20,7 @@ from types import TracebackType
 
 import yaml
 
-from collector.demo.local_collector import free_port
+from collector.process import free_port, stop_process, wait_until_ready
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -52,40 +52,31 @@ class Prometheus:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_seconds: float = 30.0) -> Prometheus:
-        log = (self.workdir / "prometheus.log").open("wb")
-        self._process = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={self.config_path}",
-             f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as answer:
-                    if answer.status == 200:
-                        return self
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"prometheus not ready within {timeout_seconds} s:\n{self.log()}")
+        with (self.workdir / "prometheus.log").open("wb") as log:
+            self._process = subprocess.Popen(
+                [PROMETHEUS, f"--config.file={self.config_path}",
+                 f"--storage.tsdb.path={self.workdir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        wait_until_ready(self._process, self._is_ready, timeout_seconds=timeout_seconds,
+                         name="prometheus", log_tail=self.log, poll_seconds=0.1)
+        return self
+
+    def _is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as answer:
+                return answer.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
 
     def log(self) -> str:
         path = self.workdir / "prometheus.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
+        if self._process is not None:
+            stop_process(self._process)
         self._process = None
 
     def __enter__(self) -> Prometheus:

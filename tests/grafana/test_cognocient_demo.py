@@ -12,7 +12,8 @@ import pytest
 import yaml
 from dashboard_files import GRAFANA_DIR
 
-from collector.demo.local_collector import DEMO_BUDGETS, LocalCollector, free_port
+from collector.demo.local_collector import DEMO_BUDGETS, LocalCollector
+from collector.process import free_port
 
 DEMO = [shutil.which("cognocient-demo")] if shutil.which("cognocient-demo") else [
     sys.executable, "-m", "collector.demo"]

@@ -74,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
              "--collector-http", collector.http_url, "--rounds", "3", "--pause", "1.5"],
             capture_output=True, text=True, timeout=90,
         )
-        assert demo.returncode == 0, demo.stdout + demo.stderr + collector.log()
+        assert demo.returncode == 0, demo.stdout + demo.stderr + collector.log_tail()
         assert send_duplicate_and_malformed_spans(collector.http_url) == [200, 200, 400, 400]
         # Recording rules run on the scrapes after the demo; wait for the slowest panel inputs.
         _wait_for(prom, "feature_agent:cognocient_run_cost_usd_bucket:rate5m > 0", 20)

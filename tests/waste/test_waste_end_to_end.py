@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import openai
 import pytest
-from waste_e2e import CollectorProcess, exporting_provider, wait_for
+from waste_e2e import WasteCollector, exporting_provider, wait_for
 
 import cognocient_otel
 from cognocient_otel.pricing import PriceBook, TokenUsage
@@ -26,7 +26,7 @@ def _cost(input_tokens: int, output_tokens: int) -> Decimal:
 
 @dataclass
 class Scenario:
-    collector: CollectorProcess
+    collector: WasteCollector
     runs: dict[str, str] = field(default_factory=dict)  # name -> run id
     steps: dict[str, int] = field(default_factory=dict)  # name -> LLM calls made
 
@@ -107,7 +107,7 @@ def _flaky_but_fine_agent(client: openai.OpenAI, server: LLMServer) -> None:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    collector = CollectorProcess(tmp_path_factory.mktemp("waste-e2e"), {}).start()
+    collector = WasteCollector(tmp_path_factory.mktemp("waste-e2e"), {}).start()
     provider = exporting_provider(collector)
     cognocient_otel.instrument(tracer_provider=provider)
     tracer = provider.get_tracer("waste-e2e-agent")
@@ -141,7 +141,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         collector.stop()
 
 
-def _complete(collector: CollectorProcess, run_id: str, steps: int) -> bool:
+def _complete(collector: WasteCollector, run_id: str, steps: int) -> bool:
     run = collector.run(run_id)
     return run is not None and run["status"] == "finished" and run["steps"] == steps
 

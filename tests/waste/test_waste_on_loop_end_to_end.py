@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import openai
 import pytest
-from waste_e2e import CollectorProcess, exporting_provider, wait_for
+from waste_e2e import WasteCollector, exporting_provider, wait_for
 
 import cognocient_otel
 from cognocient_otel import BudgetExceeded
 from cognocient_otel.remote_budget import configure_budget_client
 from cognocient_otel.testing import LLMServer, ScriptedResponse
+from collector.process import CollectorStartError
 
 QUESTION = [{"role": "user", "content": "Is the report ready?"}]
 BUDGETS = [{"name": "reporter runaway guard", "scope": "feature", "scope_value": "e2e-guarded",
@@ -25,7 +26,7 @@ def _ask(client: openai.OpenAI, server: LLMServer) -> None:
 
 
 def test_a_run_flagged_loop_is_refused_its_next_call(tmp_path):
-    collector = CollectorProcess(tmp_path, {"budgets": BUDGETS}).start()
+    collector = WasteCollector(tmp_path, {"budgets": BUDGETS}).start()
     provider = exporting_provider(collector)
     # allowance_calls=0: every call asks the collector, so the block shows on the very next call
     guard = configure_budget_client(collector.grpc_endpoint, failure_policy="fail_closed",
@@ -75,6 +76,6 @@ def test_a_run_flagged_loop_is_refused_its_next_call(tmp_path):
 
 @pytest.mark.parametrize("bad", [{"loop": {"repeats": 1}}, {"loop": {"repeatz": 3}}])
 def test_a_bad_waste_section_stops_the_collector_with_the_field_named(tmp_path, bad):
-    collector = CollectorProcess(tmp_path, {"waste": bad})
-    with pytest.raises(AssertionError, match=r"collector exited 2: .*waste\.loop\.repeat"):
+    collector = WasteCollector(tmp_path, {"waste": bad})
+    with pytest.raises(CollectorStartError, match=r"collector exited 2: .*waste\.loop\.repeat"):
         collector.start()

@@ -8,7 +8,7 @@ import openai
 import pytest
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 from opentelemetry.trace import format_trace_id
-from waste_e2e import CollectorProcess, exporting_provider, wait_for
+from waste_e2e import WasteCollector, exporting_provider, wait_for
 
 from cognocient_otel.testing import LLMServer, ScriptedResponse
 
@@ -21,7 +21,7 @@ def _ask(client: openai.OpenAI, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def flags_by_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
-    collector = CollectorProcess(tmp_path_factory.mktemp("other-instrumentation"), {}).start()
+    collector = WasteCollector(tmp_path_factory.mktemp("other-instrumentation"), {}).start()
     provider = exporting_provider(collector, service="openai-v2-agent")
     tracer = provider.get_tracer("agent")
     OpenAIInstrumentor().instrument(tracer_provider=provider)
@@ -78,7 +78,7 @@ def flags_by_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dic
         collector.stop()
 
 
-def _finished(collector: CollectorProcess, run_id: str, calls: int) -> bool:
+def _finished(collector: WasteCollector, run_id: str, calls: int) -> bool:
     run = collector.run(run_id)
     return run is not None and run["status"] == "finished" and run["steps"] == calls
 

@@ -4,7 +4,7 @@ is resumed from the store, the flag is raised once, and it is still there after 
 from __future__ import annotations
 
 import openai
-from waste_e2e import CollectorProcess, exporting_provider, wait_for
+from waste_e2e import WasteCollector, exporting_provider, wait_for
 
 import cognocient_otel
 from cognocient_otel.testing import LLMServer, ScriptedResponse
@@ -13,7 +13,7 @@ RUN_ID = "resumed-run-0001"
 QUESTION = [{"role": "user", "content": "Has the invoice been paid?"}]
 
 
-def _agent_part(collector: CollectorProcess, server: LLMServer, calls: int) -> None:
+def _agent_part(collector: WasteCollector, server: LLMServer, calls: int) -> None:
     """One process's part of the run: `calls` times the same question, exported to `collector`."""
     provider = exporting_provider(collector)
     cognocient_otel.instrument(tracer_provider=provider)
@@ -30,7 +30,7 @@ def _agent_part(collector: CollectorProcess, server: LLMServer, calls: int) -> N
 
 
 def test_detector_state_and_flags_survive_collector_restarts(tmp_path):
-    collector = CollectorProcess(tmp_path, {})
+    collector = WasteCollector(tmp_path, {})
     with LLMServer() as server:
         collector.start()
         try:
