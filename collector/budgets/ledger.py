@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from .config import BudgetConfig
 from .decision import LimitState, decide
@@ -111,17 +111,8 @@ class Ledger:
     def _keys(
         self, budgets: list[BudgetConfig], moment: datetime, tenant: str, run_id: str
     ) -> tuple[list[tuple[BudgetConfig, Window, str, Decimal]], str | None]:
-        windows = [
-            (budget, window, period_of(window, moment), limit)
-            for budget in budgets
-            for window, limit in budget.window_limits().items()
-        ]
-        # A run is tracked where a per-run limit applies, or a budget may block it for looping
-        # (the waste stage writes that block into the ledger: collector/waste/loop_block.py).
-        tracks_run = any(
-            budget.per_run_limit_usd is not None or budget.on_loop == "block" for budget in budgets
-        )
-        return windows, run_key(tenant, run_id) if tracks_run else None
+        windows = _windows(budgets, moment)
+        return windows, run_key(tenant, run_id) if _tracks_run(budgets) else None
 
     # -- the check ---------------------------------------------------------------------------
     def check(self, request: CheckRequest) -> CheckAnswer:
@@ -247,27 +238,39 @@ class Ledger:
     ) -> list[tuple[SpanCost, RunBlock]]:
         """Count ingested LLM spans once each; return the runs this newly blocked (span, block).
 
-        With `txn`, runs inside the caller's transaction (the collector's batch commit).
+        With `txn`, runs inside the caller's transaction (the collector's batch commit; the
+        collector's own store passes a `SqliteBatchTxn`, which gathers the reads and writes of
+        the whole batch). The clock is read once per call, so which budgets apply to a span, the
+        keys of their windows and how long each key is kept depend only on the span's (tenant,
+        feature, agent): they are looked up once per call for each such triple, not per span.
         """
         spans = list(spans)
         if not spans:
             return []
         moment = self.clock()
         now = moment.timestamp()
+        targets: dict[tuple[str, str, str], _Targets] = {}
+
+        def targets_of(span: SpanCost) -> _Targets:
+            labels = (span.tenant, span.feature, span.agent)
+            found = targets.get(labels)
+            if found is None:
+                budgets = self.applicable(tenant=span.tenant, feature=span.feature, agent=span.agent)
+                window_keys = [window_key(budget.name, window, period)
+                               for budget, window, period, _ in _windows(budgets, moment)]
+                found = targets[labels] = _Targets(
+                    budgets, [(key, self._keep_until(key, now)) for key in window_keys], _tracks_run(budgets)
+                )
+            return found
 
         def operation(txn: LedgerTxn) -> list[tuple[SpanCost, RunBlock]]:
             blocked: list[tuple[SpanCost, RunBlock]] = []
             for span in spans:
                 if not txn.mark_accounted(span.span_id, keep_until=now + ACCOUNTED_RETENTION_SECONDS):
                     continue  # settled through a check, or delivered again
-                budgets = self.applicable(tenant=span.tenant, feature=span.feature, agent=span.agent)
-                windows, run = self._keys(budgets, moment, span.tenant, span.run_id)
-                amounts = {
-                    key: (span.cost_usd, self._keep_until(key, now))
-                    for key in [
-                        window_key(budget.name, window, period) for budget, window, period, _ in windows
-                    ]
-                }
+                budgets, window_keys, tracks_run = targets_of(span)
+                amounts = {key: (span.cost_usd, keep_until) for key, keep_until in window_keys}
+                run = run_key(span.tenant, span.run_id) if tracks_run else None
                 if run is not None:
                     amounts[run] = (span.cost_usd, now + RUN_RETENTION_SECONDS)
                 txn.add_spends(amounts)
@@ -311,6 +314,31 @@ class Ledger:
         if now >= self._next_purge:
             self._next_purge = now + PURGE_INTERVAL_SECONDS
             self.store.purge(now)
+
+
+class _Targets(NamedTuple):
+    """What a span of one (tenant, feature, agent) is counted against, at one moment."""
+
+    budgets: list[BudgetConfig]
+    window_keys: list[tuple[str, float]]  # (key, keep_until)
+    tracks_run: bool
+
+
+def _windows(
+    budgets: list[BudgetConfig], moment: datetime
+) -> list[tuple[BudgetConfig, Window, str, Decimal]]:
+    """(budget, window, period, limit) of every calendar window of `budgets` at `moment`."""
+    return [
+        (budget, window, period_of(window, moment), limit)
+        for budget in budgets
+        for window, limit in budget.window_limits().items()
+    ]
+
+
+def _tracks_run(budgets: list[BudgetConfig]) -> bool:
+    # A run is tracked where a per-run limit applies, or a budget may block it for looping
+    # (the waste stage writes that block into the ledger: collector/waste/loop_block.py).
+    return any(budget.per_run_limit_usd is not None or budget.on_loop == "block" for budget in budgets)
 
 
 def _allowance(

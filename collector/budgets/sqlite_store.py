@@ -20,9 +20,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
-from .model import ZERO, Reservation, RunBlock
+from .ledger import run_key
+from .model import ZERO, Reservation, RunBlock, SpanCost
 
-__all__ = ["SCHEMA", "SqliteLedgerStore", "SqliteLedgerTxn", "ensure_schema"]
+__all__ = ["SCHEMA", "SqliteBatchTxn", "SqliteLedgerStore", "SqliteLedgerTxn", "ensure_schema"]
 
 T = TypeVar("T")
 
@@ -145,6 +146,81 @@ class SqliteLedgerTxn:
             "VALUES (?, ?, ?, ?, ?)",
             (key, block.budget, block.step, block.at, keep_until),
         )
+
+
+class SqliteBatchTxn(SqliteLedgerTxn):
+    """`SqliteLedgerTxn` for `Ledger.count_spans` over one batch of spans, in the caller's transaction.
+
+    The same reads and writes, gathered: at construction one query for which of the batch's span
+    ids were already counted, one for the spend and one for the block of each run of the batch;
+    the new accounted ids and spend are written by `flush()`, once per table, which the caller
+    must call before it commits. What the ledger reads always includes what it wrote. Only what
+    `count_spans` uses is batched (accounted span ids, spend, run blocks); the rest is
+    `SqliteLedgerTxn`'s. Spend is already cached by the parent for the transaction.
+    """
+
+    _SQL_VARIABLES = 500
+
+    def __init__(self, connection: sqlite3.Connection, spans: list[SpanCost]) -> None:
+        super().__init__(connection)
+        self._accounted: set[str] = set()  # counted before this batch, or by it
+        self._new_accounted: dict[str, float] = {}
+        self._spend_writes: dict[str, float] = {}  # key -> keep_until (the highest asked for)
+        self._blocks: dict[str, RunBlock | None] = {}
+        ids = list({span.span_id for span in spans})
+        for offset in range(0, len(ids), self._SQL_VARIABLES):
+            chunk = ids[offset:offset + self._SQL_VARIABLES]
+            marks = ",".join("?" * len(chunk))
+            self._accounted.update(row[0] for row in connection.execute(
+                f"SELECT span_id FROM budget_accounted WHERE span_id IN ({marks})", chunk))
+        # Each span reads its run's spend and block: read them for every run of the batch at once.
+        runs = list({run_key(span.tenant, span.run_id) for span in spans})
+        for offset in range(0, len(runs), self._SQL_VARIABLES):
+            chunk = runs[offset:offset + self._SQL_VARIABLES]
+            self.spends(chunk)
+            self._blocks.update(dict.fromkeys(chunk))
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT run_key, budget, step, at FROM budget_run_block WHERE run_key IN ({marks})"
+            for key, budget, step, at in connection.execute(query, chunk):
+                self._blocks[key] = RunBlock(budget, step, at)
+
+    def mark_accounted(self, span_id: str, *, keep_until: float) -> bool:
+        if span_id in self._accounted:
+            return False
+        self._accounted.add(span_id)
+        self._new_accounted[span_id] = keep_until
+        return True
+
+    def add_spends(self, amounts: dict[str, tuple[Decimal, float]]) -> None:
+        current = self.spends(list(amounts))
+        writes = self._spend_writes
+        for key, (amount, keep_until) in amounts.items():
+            self._spent[key] = current[key] + amount
+            if writes.get(key, keep_until) <= keep_until:
+                writes[key] = keep_until
+
+    def run_block(self, key: str) -> RunBlock | None:
+        if key not in self._blocks:
+            self._blocks[key] = super().run_block(key)
+        return self._blocks[key]
+
+    def set_run_block(self, key: str, block: RunBlock, *, keep_until: float) -> None:
+        super().set_run_block(key, block, keep_until=keep_until)  # INSERT OR IGNORE: the first stays
+        self._blocks.pop(key, None)
+
+    def flush(self) -> None:
+        """Write what the batch counted, in the caller's transaction."""
+        if self._new_accounted:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO budget_accounted (span_id, keep_until) VALUES (?, ?)",
+                list(self._new_accounted.items()))
+        if self._spend_writes:
+            self._db.executemany(
+                "INSERT INTO budget_spend (key, usd, keep_until) VALUES (?, ?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET usd = excluded.usd, keep_until = MAX(keep_until, excluded.keep_until)",
+                [(key, str(self._spent[key]), keep_until) for key, keep_until in self._spend_writes.items()])
+        self._new_accounted.clear()
+        self._spend_writes.clear()
 
 
 class SqliteLedgerStore:

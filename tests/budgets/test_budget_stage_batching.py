@@ -1,7 +1,6 @@
-"""The budget stage counts a batch with reads gathered and writes deferred (collector/budgets/stage.py):
-the ledger ends in exactly the state that counting span by span through the plain SQLite ledger
-transaction gives. (Here because this part owns the budget stage's batching; it belongs with
-tests/budgets.)"""
+"""The budget stage counts a batch in one `Ledger.count_spans` call (lookups made once per call)
+through a `SqliteBatchTxn` (reads gathered, writes deferred): the ledger ends in exactly the state
+that counting span by span, one call per span through the plain SQLite ledger transaction, gives."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ import pytest
 from collector.budgets.config import parse_budgets
 from collector.budgets.ledger import Ledger
 from collector.budgets.model import SpanCost
-from collector.budgets.sqlite_store import SCHEMA, SqliteLedgerStore, SqliteLedgerTxn
-from collector.budgets.stage import _BatchLedger, _BatchTxn
+from collector.budgets.sqlite_store import SCHEMA, SqliteBatchTxn, SqliteLedgerStore, SqliteLedgerTxn
 
 BUDGETS = parse_budgets([
     {"name": "support per run", "scope": "feature", "scope_value": "support", "per_run_limit_usd": "0.05",
@@ -51,11 +49,13 @@ def _count(path, batches, *, batched: bool) -> tuple[list, list]:
     for batch in batches:
         connection.execute("BEGIN IMMEDIATE")
         if batched:
-            txn = _BatchTxn(connection, batch)
-            blocked += _BatchLedger(ledger).count_spans(batch, txn=txn)
+            txn = SqliteBatchTxn(connection, batch)
+            blocked += ledger.count_spans(batch, txn=txn)
             txn.flush()
         else:
-            blocked += ledger.count_spans(batch, txn=SqliteLedgerTxn(connection))
+            txn = SqliteLedgerTxn(connection)
+            for span in batch:
+                blocked += ledger.count_spans([span], txn=txn)
         connection.execute("COMMIT")
     tables = [connection.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
               for table in ("budget_spend", "budget_accounted", "budget_run_block")]
