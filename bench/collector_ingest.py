@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -138,11 +139,18 @@ BUDGETS = [
 ]
 
 
+# Knobs for experiments (--grpc-workers, --switch-interval): None keeps the collector's defaults.
+TUNING: dict[str, float | None] = {"grpc_workers": None, "switch_interval": None}
+
+
 def collector_config(folder: str, *, full: bool, name: str = "bench") -> dict:
     """Port 0 everywhere; `full`: the default install (waste stage on) with `BUDGETS`; else the
     core pipeline only (waste detection off, no budgets)."""
+    grpc_receiver: dict = {"endpoint": "127.0.0.1:0"}
+    if TUNING["grpc_workers"] is not None:
+        grpc_receiver["max_workers"] = int(TUNING["grpc_workers"])
     return {
-        "receivers": {"otlp": {"grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}}},
+        "receivers": {"otlp": {"grpc": grpc_receiver, "http": {"endpoint": "127.0.0.1:0"}}},
         "prometheus": {"endpoint": "127.0.0.1:0"},
         "store": {"path": str(Path(folder) / f"{name}.db")},
         "log": {"level": "info"},  # the ready line is an info line
@@ -171,8 +179,12 @@ class CollectorProcess:
         name = "full" if full else "core"
         config = Path(folder) / f"{name}.yaml"
         config.write_text(json.dumps(collector_config(folder, full=full, name=name)))  # JSON is YAML
+        command = [sys.executable, "-m", "collector.main", "--config", str(config)]
+        if TUNING["switch_interval"] is not None:
+            command[1:3] = ["-c", f"import sys; sys.setswitchinterval({TUNING['switch_interval']}); "
+                                  "from collector.main import main; sys.exit(main())"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "collector.main", "--config", str(config)],
+            command,
             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )
@@ -199,6 +211,11 @@ class CollectorProcess:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith(name + "{") or line.startswith(name + " "))
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, every thread) the collector process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.channel.close()
         self.process.terminate()
@@ -220,6 +237,9 @@ class InProcessCollector:
         self.collector = Collector(config, registry=CollectorRegistry()).start()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.collector.grpc_port}")
         self.call = self.channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+
+    def cpu_seconds(self) -> float:
+        return time.process_time()  # the whole benchmark process: collector and client
 
     def metric(self, name: str) -> float:
         assert name == "cognocient_collector_spans_accepted_total"
@@ -246,10 +266,15 @@ def measure(
             warm_up = make_requests(2, seed=99)
             for each in collectors.values():
                 send_all(each.call, warm_up, in_flight=2)  # connection, prices, SQLite pages
+            spans = len(rounds[0]) * SPANS_PER_REQUEST
             for bodies in rounds:
+                cpu = time.process_time()
                 result = {"baseline": baseline(bodies)}
+                result["baseline_cpu_us"] = (time.process_time() - cpu) / spans * 1e6
                 for name, each in collectors.items():
+                    cpu = each.cpu_seconds()
                     result[name] = send_all(each.call, bodies, in_flight=in_flight)
+                    result[f"{name}_cpu_us"] = (each.cpu_seconds() - cpu) / spans * 1e6
                 results.append(result)
             expected = (len(warm_up) + sum(map(len, rounds))) * SPANS_PER_REQUEST
             for name, each in collectors.items():
@@ -264,9 +289,10 @@ def measure(
 
 def _summary(results: list[dict[str, float]], name: str) -> str:
     ratios = [result[name] / result["baseline"] for result in results]
+    cpu = statistics.median(result[f"{name}_cpu_us"] for result in results)
     return (f"{statistics.median(result[name] for result in results):,.0f} spans/s, "
             f"ratio median {statistics.median(ratios):.2f}, best {max(ratios):.2f} "
-            f"(rounds: {' '.join(f'{ratio:.2f}' for ratio in ratios)})")
+            f"(rounds: {' '.join(f'{ratio:.2f}' for ratio in ratios)}); CPU {cpu:.1f} us/span")
 
 
 def breakdown(bodies: list[bytes], *, in_flight: int) -> dict[str, float]:
@@ -414,7 +440,11 @@ def main() -> None:
                         help="only print microseconds per span of each part (parse, decode, stages, commit)")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--no-plugins", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--grpc-workers", type=int, help="receivers.otlp.grpc.max_workers (experiments)")
+    parser.add_argument("--switch-interval", type=float,
+                        help="sys.setswitchinterval in the collector process (experiments; default 0.005)")
     args = parser.parse_args()
+    TUNING.update(grpc_workers=args.grpc_workers, switch_interval=args.switch_interval)
     if args.serve:
         _serve(args.serve, plugins=not args.no_plugins)
         return
@@ -436,7 +466,8 @@ def main() -> None:
         results = measure(rounds, in_flight=args.in_flight, in_process=in_process)
         print(f"{title}:")
         print(f"  baseline (parse + attribute walk): "
-              f"{statistics.median(result['baseline'] for result in results):,.0f} spans/s")
+              f"{statistics.median(result['baseline'] for result in results):,.0f} spans/s; CPU "
+              f"{statistics.median(result['baseline_cpu_us'] for result in results):.1f} us/span")
         print(f"  core pipeline (decode, dedup, cost, rollup, commit): {_summary(results, 'core')}")
         print(f"  default install, waste + budget stages, budgets configured: {_summary(results, 'full')}")
         sys.stdout.flush()
