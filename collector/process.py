@@ -28,14 +28,19 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CollectorProcess", "CollectorStartError", "free_port", "stop_process", "wait_until_ready",
-           "write_config"]
+__all__ = [
+    "CollectorProcess", "CollectorStartError", "ProcessStartError",
+    "free_port", "stop_process", "wait_until_ready", "write_config",
+]
 
 LOG_TAIL_CHARS = 4000
 
 
-class CollectorStartError(RuntimeError):
+class ProcessStartError(RuntimeError):
     """A child process exited before it was ready, or was not ready in time (the log tail says why)."""
+
+
+CollectorStartError = ProcessStartError  # the name the demo catches for the collector
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,17 +59,17 @@ def wait_until_ready(
     log_tail: Callable[[], str],
     poll_seconds: float = 0.05,
 ) -> None:
-    """Poll `is_ready()` until it is true; raise `CollectorStartError` with the log tail if the
+    """Poll `is_ready()` until it is true; raise `ProcessStartError` with the log tail if the
     process exits first or the timeout passes (then the process is stopped, not left behind)."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         if is_ready():
             return
         if process.poll() is not None:
-            raise CollectorStartError(f"{name} exited {process.returncode}: {log_tail()}")
+            raise ProcessStartError(f"{name} exited {process.returncode}: {log_tail()}")
         if time.monotonic() >= deadline:
             stop_process(process)
-            raise CollectorStartError(f"{name} not ready within {timeout_seconds:g} s: {log_tail()}")
+            raise ProcessStartError(f"{name} not ready within {timeout_seconds:g} s: {log_tail()}")
         time.sleep(poll_seconds)
 
 

@@ -7,7 +7,7 @@ import logging
 import grpc
 
 from .proto import budget_pb2, budget_pb2_grpc
-from .service import BadCheckRequest, BudgetChecker, build_request
+from .service import CHECK_SCALAR_FIELDS, BadCheckRequest, BudgetChecker, build_request
 
 __all__ = ["BudgetServicer", "add_budget_servicer"]
 
@@ -36,19 +36,7 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
             }
             for item in request.settle
         ]
-        fields = {
-            name: getattr(request, name)
-            for name in (
-                "run_id",
-                "tenant",
-                "feature",
-                "agent",
-                "estimated_cost_usd",
-                "span_id",
-                "step",
-                "allowance_usd",
-            )
-        }
+        fields = {name: getattr(request, name) for name in CHECK_SCALAR_FIELDS}
         try:
             check = build_request(fields, settle, list(request.release))
         except BadCheckRequest as error:

@@ -12,7 +12,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from .service import BadCheckRequest, BudgetChecker, answer_fields, build_request
+from .service import CHECK_SCALAR_FIELDS, BadCheckRequest, BudgetChecker, answer_fields, build_request
 
 __all__ = ["CHECK_PATH", "handle_check"]
 
@@ -20,18 +20,7 @@ logger = logging.getLogger(__name__)
 
 CHECK_PATH = "/v1/budget/check"
 MAX_BODY_BYTES = 1 << 20
-_FIELDS = {
-    "run_id",
-    "tenant",
-    "feature",
-    "agent",
-    "estimated_cost_usd",
-    "span_id",
-    "step",
-    "settle",
-    "release",
-    "allowance_usd",
-}
+_FIELDS = {*CHECK_SCALAR_FIELDS, "settle", "release"}
 _JSON = {"Content-Type": "application/json"}
 
 

@@ -14,7 +14,10 @@ from collector.telemetry import CounterVec
 from .ledger import Ledger
 from .model import CheckAnswer, CheckRequest, RunBlock, Settlement
 
-__all__ = ["DEFAULT_TENANT", "BadCheckRequest", "BudgetChecker", "BudgetCounters", "build_request"]
+__all__ = [
+    "CHECK_SCALAR_FIELDS", "DEFAULT_TENANT", "BadCheckRequest", "BudgetChecker", "BudgetCounters",
+    "build_request",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +25,11 @@ logger = logging.getLogger(__name__)
 # without a tenant must land on the same run keys.
 DEFAULT_TENANT = "default"
 MAX_SETTLEMENTS = 10_000
+# The fields of a check besides its `settle` and `release` lists, as both transports name them
+# (the JSON body's keys, the protobuf CheckRequest's fields): what `build_request` reads.
+CHECK_SCALAR_FIELDS = (
+    "run_id", "tenant", "feature", "agent", "estimated_cost_usd", "span_id", "step", "allowance_usd",
+)
 _MAX_ID = 256
 
 

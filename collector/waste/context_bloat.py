@@ -31,29 +31,7 @@ InputCost = Callable[[CallEntry], "Decimal | None"]
 GrowthResume = tuple[float, int, int]
 """Where a clean growth scan stopped: (baseline, streak, index of the last call with tokens)."""
 
-__all__ = ["GrowthResume", "detect_context_bloat", "scan_context_bloat"]
-
-
-def detect_context_bloat(
-    timeline: Timeline,
-    config: ContextBloatConfig,
-    *,
-    settled: int | None = None,
-    growth_from: int = 0,
-    window_from: int = 0,
-    input_cost: InputCost | None = None,
-) -> WasteFlag | None:
-    """The first call of the run (in timeline order) at which either check holds, or None.
-
-    The growth check reads only the first `settled` calls (see `Timeline.settled()`); the
-    window check concerns one call alone and reads them all. `growth_from` / `window_from` say
-    how many leading calls (in this same order) an earlier pass already found clean: a check at
-    call n reads calls up to n only, so they need not be read again. `input_cost(call)` prices a
-    call's input tokens for the wasted-cost estimate (None: not priced); it is asked only for the
-    calls of a flag's growth streak.
-    """
-    return scan_context_bloat(timeline, config, settled=settled, growth_from=growth_from,
-                              window_from=window_from, input_cost=input_cost)[0]
+__all__ = ["GrowthResume", "scan_context_bloat"]
 
 
 def scan_context_bloat(
@@ -66,10 +44,19 @@ def scan_context_bloat(
     input_cost: InputCost | None = None,
     growth_resume: GrowthResume | None = None,
 ) -> tuple[WasteFlag | None, GrowthResume | None]:
-    """`detect_context_bloat`, and where the growth scan stopped when it found nothing.
+    """The first call of the run (in timeline order) at which either check holds, or None; and
+    where the growth scan stopped when it found nothing.
 
-    Given back as `growth_resume` with `growth_from` set to the `settled` of that scan, it spares
-    the next scan re-deriving the baseline and the streak (valid while those calls are unchanged).
+    The growth check reads only the first `settled` calls (see `Timeline.settled()`); the
+    window check concerns one call alone and reads them all. `growth_from` / `window_from` say
+    how many leading calls (in this same order) an earlier pass already found clean: a check at
+    call n reads calls up to n only, so they need not be read again. `input_cost(call)` prices a
+    call's input tokens for the wasted-cost estimate (None: not priced); it is asked only for the
+    calls of a flag's growth streak.
+
+    The stop point, given back as `growth_resume` with `growth_from` set to the `settled` of that
+    scan, spares the next scan re-deriving the baseline and the streak (valid while those calls
+    are unchanged).
     """
     limit = len(timeline) if settled is None else settled
     price = input_cost or _unpriced

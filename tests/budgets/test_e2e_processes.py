@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cognocient_otel.testing import LLMServer
+from collector.process import free_port
 
-from .conftest import free_port
 from .e2e import start_collector, wait_for_run
 
 ROOT = Path(__file__).resolve().parents[2]

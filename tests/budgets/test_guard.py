@@ -139,7 +139,7 @@ def test_settlements_are_flushed_in_the_background(service):
 
 
 def test_collector_down_fail_open_and_fail_closed():
-    from .conftest import free_port
+    from collector.process import free_port
 
     endpoint = f"127.0.0.1:{free_port()}"
     open_guard = RemoteBudgetGuard(BudgetClient(endpoint, timeout_seconds=0.1), flush_interval_seconds=0)

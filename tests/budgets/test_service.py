@@ -85,7 +85,7 @@ def test_grpc_bad_request_is_invalid_argument(server):
 
 
 def test_unreachable_collector_applies_the_policy():
-    from .conftest import free_port
+    from collector.process import free_port
 
     endpoint = f"127.0.0.1:{free_port()}"
     open_client = BudgetClient(endpoint, timeout_seconds=0.2)

@@ -2,18 +2,9 @@
 
 from decimal import Decimal
 
-from waste_spans import llm
+from waste_spans import flags_of, llm
 
-from collector.waste import WasteConfig, WasteDetector, load_waste_config
-from collector.waste.state import RunWasteState
-
-
-def _flags(records, config: WasteConfig | None = None):
-    detector = WasteDetector(config or WasteConfig())
-    state = RunWasteState()
-    for record in records:
-        detector.record(state, record)
-    return detector.evaluate(state)
+from collector.waste import load_waste_config
 
 
 def test_five_failures_within_a_minute_are_a_storm_at_the_fifth():
@@ -22,7 +13,7 @@ def test_five_failures_within_a_minute_are_a_storm_at_the_fifth():
     records += [llm(step, error_type=error, fingerprint="b", cost="0")
                 for step, error in enumerate(errors, start=2)]
     records.append(llm(7, fingerprint="b"))
-    [flag] = _flags(records)
+    [flag] = flags_of(records)
     assert flag.kind == "retry_storm"
     assert flag.step == 6
     assert flag.wasted_usd == Decimal(0)
@@ -35,7 +26,7 @@ def test_five_failures_within_a_minute_are_a_storm_at_the_fifth():
 
 def test_error_status_without_an_error_type_counts_and_billed_failures_are_priced():
     records = [llm(step, status_code=2, cost="0.002") for step in range(1, 6)]
-    [flag] = _flags(records)
+    [flag] = flags_of(records)
     assert flag.details["error_types"] == {"error": 5}
     assert flag.wasted_usd == Decimal("0.010")
     assert flag.message.endswith("; they cost $0.01")
@@ -43,18 +34,18 @@ def test_error_status_without_an_error_type_counts_and_billed_failures_are_price
 
 def test_failures_spread_over_more_than_the_window_are_no_storm():
     records = [llm(step, error_type="429", at=20.0 * step) for step in range(1, 8)]  # 4 in any 60 s
-    assert _flags(records) == []
-    assert _flags(records, load_waste_config({"retry_storm": {"window_seconds": 80}}))[0].step == 5
+    assert flags_of(records) == []
+    assert flags_of(records, load_waste_config({"retry_storm": {"window_seconds": 80}}))[0].step == 5
 
 
 def test_four_failures_are_no_storm_and_budget_refusals_never_count():
     records = [llm(step, error_type="429") for step in range(1, 5)]
     records += [llm(step, error_type="BudgetExceeded", budget_decision="blocked") for step in range(5, 9)]
-    assert _flags(records) == []
+    assert flags_of(records) == []
 
 
 def test_threshold_from_config_and_disabled():
     records = [llm(step, error_type="500") for step in range(1, 4)]
-    assert _flags(records, load_waste_config({"retry_storm": {"failures": 3}}))[0].step == 3
+    assert flags_of(records, load_waste_config({"retry_storm": {"failures": 3}}))[0].step == 3
     records = [llm(step, error_type="500") for step in range(1, 9)]
-    assert _flags(records, load_waste_config({"retry_storm": {"enabled": False}})) == []
+    assert flags_of(records, load_waste_config({"retry_storm": {"enabled": False}})) == []

@@ -4,10 +4,6 @@ count once in the metric, and `on_loop: block` marks the run blocked."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +24,7 @@ from collector.store import Store, UnitOfWork
 from collector.waste import WasteConfig, load_waste_config
 from collector.waste.loop_block import loop_blockers_from
 from collector.waste.stage import WasteStage
+from tests.budgets.redis_server import running_redis
 
 KEY = ("default", RUN)
 
@@ -173,27 +170,8 @@ def test_tool_loops_are_seen_through_the_pipeline(pipeline):
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     """A real redis-server on a free port, for the budget ledger kept in Redis."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with running_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.mark.parametrize("ledger", ["sqlite", "redis"])

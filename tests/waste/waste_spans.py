@@ -1,4 +1,5 @@
-"""Building SpanRecords for the detector tests: LLM calls and tool calls of one run."""
+"""Building SpanRecords for the detector tests: LLM calls and tool calls of one run; the flags a
+fresh detector raises for them (`flags_of`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import itertools
 from decimal import Decimal
 
 from collector.model import SpanRecord
+from collector.waste import WasteConfig, WasteDetector, WasteFlag
+from collector.waste.state import RunWasteState
 
 RUN = "run-1"
 T0 = 1_800_000_000 * 10**9  # a fixed wall clock start, ns
@@ -63,3 +66,12 @@ def growing(inputs: list[int], **kwargs) -> list[SpanRecord]:
 
 def geometric(first: int, rate: float, steps: int) -> list[int]:
     return [round(first * (1 + rate) ** index) for index in range(steps)]
+
+
+def flags_of(records: list[SpanRecord], config: WasteConfig | None = None) -> list[WasteFlag]:
+    """The flags of one run whose spans are `records`, recorded one by one, evaluated once."""
+    detector = WasteDetector(config or WasteConfig())
+    state = RunWasteState()
+    for record in records:
+        detector.record(state, record)
+    return detector.evaluate(state)
