@@ -159,6 +159,7 @@ class CollectorProcess:
         self.stop()
 
     # -- where it listens ----------------------------------------------------------------------------
+    # Clients connect over loopback whatever the bind address (0.0.0.0 in a container config).
 
     def _port(self, name: str) -> int:
         if not self.ready:
