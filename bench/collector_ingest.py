@@ -289,10 +289,16 @@ def measure(
 
 def _summary(results: list[dict[str, float]], name: str) -> str:
     ratios = [result[name] / result["baseline"] for result in results]
-    cpu = statistics.median(result[f"{name}_cpu_us"] for result in results)
+    cpu = [result[f"{name}_cpu_us"] for result in results]
+    # CPU per span is far less disturbed by other load than wall time; the collector process uses
+    # about one core (one GIL), so baseline CPU / collector CPU is what the wall ratio tends to
+    # on a quiet machine.
+    cpu_ratio = statistics.median(result["baseline_cpu_us"] / result[f"{name}_cpu_us"] for result in results)
     return (f"{statistics.median(result[name] for result in results):,.0f} spans/s, "
             f"ratio median {statistics.median(ratios):.2f}, best {max(ratios):.2f} "
-            f"(rounds: {' '.join(f'{ratio:.2f}' for ratio in ratios)}); CPU {cpu:.1f} us/span")
+            f"(rounds: {' '.join(f'{ratio:.2f}' for ratio in ratios)}); "
+            f"CPU {statistics.median(cpu):.1f} us/span (rounds: {' '.join(f'{each:.1f}' for each in cpu)}), "
+            f"CPU ratio {cpu_ratio:.2f}")
 
 
 def breakdown(bodies: list[bytes], *, in_flight: int) -> dict[str, float]:
