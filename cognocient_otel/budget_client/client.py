@@ -5,6 +5,14 @@ process finished since its last check (`report()` queues them); if the check fai
 queued for the next one, so a settlement is never lost to a transient error (the collector
 ignores a settlement it already counted).
 
+Order of settlements and releases: the collector counts a settlement against the reservation it
+names, and a settlement that arrives after its reservation was released is not counted (its span
+is, when it reaches the collector, seconds later). Checks of several threads run concurrently and
+the collector may apply them in any order, so a release is never sent while a check that carries a
+settlement of the same reservation is still unanswered: it waits, queued, for that check's answer
+(then the settlements were applied, or they are queued again and go in the same request as the
+release, which the collector applies after them).
+
 Failure policy when the collector cannot be reached within `timeout_seconds`:
 `fail_open` (default) allows the call and logs once until the collector answers again;
 `fail_closed` refuses it.
@@ -124,6 +132,11 @@ class BudgetClient:
         self._stub: budget_pb2_grpc.BudgetServiceStub | None = None
         self._pending: list[PendingSettlement] = []
         self._releases: list[str] = []
+        # Reservation id -> how many of its settlements are in checks sent and not yet answered:
+        # its release must not overtake them (module docstring). `_answered` is notified when a
+        # check is answered (or fails).
+        self._settling: dict[str, int] = {}
+        self._answered = threading.Condition(self._lock)
         self._unreachable_logged = False
         # After a failed check the policy applies without trying again for this long, so that a
         # collector that does not answer costs one timeout per interval, not one per LLM call.
@@ -148,10 +161,26 @@ class BudgetClient:
         return bool(self._pending or self._releases)
 
     def flush(self) -> bool:
-        """Send queued settlements and releases now; False if the collector could not be reached."""
-        if not self.has_pending():
-            return True
+        """Send queued settlements and releases now; False if the collector could not be reached.
+
+        A release held back by another thread's unanswered check (see the module docstring) is
+        waited for, at most about one check's timeout; what another thread sends meanwhile is
+        its to send.
+        """
+        with self._lock:
+            deadline = time.monotonic() + self.timeout_seconds + 0.5
+            while not self._pending and self._releases and not self._sendable_releases():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._answered.wait(left)
+            if not self._pending and not self._releases:
+                return True
         return self.check(run_id="").reachable
+
+    def _sendable_releases(self) -> list[str]:
+        """Queued releases no unanswered check carries a settlement of (call with the lock)."""
+        return [reservation_id for reservation_id in self._releases if not self._settling.get(reservation_id)]
 
     # -- the check ---------------------------------------------------------------------------
     def check(
@@ -167,31 +196,55 @@ class BudgetClient:
         allowance_usd: Decimal = Decimal(0),
     ) -> BudgetDecision:
         with self._lock:
+            if self._retry_at and time.monotonic() < self._retry_at:
+                return self._policy_answer(self._last_failure)  # what is queued stays queued
             pending, self._pending = self._pending, []
-            releases, self._releases = self._releases, []
-        request = budget_pb2.CheckRequest(
-            run_id=run_id,
-            tenant=tenant or self.tenant,
-            feature=feature,
-            agent=agent,
-            estimated_cost_usd=float(estimated_cost_usd),
-            span_id=span_id,
-            step=step,
-            allowance_usd=float(allowance_usd),
-            release=releases,
-            settle=[
-                budget_pb2.Settlement(
-                    span_id=item.span_id,
-                    actual_cost_usd=float(item.actual_cost_usd),
-                    reservation_id=item.reservation_id,
-                    reserved_usd=float(item.reserved_usd),
-                )
-                for item in pending
-            ],
-        )
-        if self._retry_at and time.monotonic() < self._retry_at:
-            self._requeue(pending, releases)
-            return self._policy_answer(self._last_failure)
+            releases = self._sendable_releases()
+            if releases:
+                held = set(releases)
+                self._releases = [item for item in self._releases if item not in held]
+            if not run_id and not pending and not releases:
+                # A flush that found nothing to send (another thread's check took it, or a
+                # release still waits for the answer to one): nothing to ask.
+                return BudgetDecision(decision="allow", reason="nothing to report")
+            for item in pending:
+                self._settling[item.reservation_id] = self._settling.get(item.reservation_id, 0) + 1
+        try:
+            request = budget_pb2.CheckRequest(
+                run_id=run_id,
+                tenant=tenant or self.tenant,
+                feature=feature,
+                agent=agent,
+                estimated_cost_usd=float(estimated_cost_usd),
+                span_id=span_id,
+                step=step,
+                allowance_usd=float(allowance_usd),
+                release=releases,
+                settle=[
+                    budget_pb2.Settlement(
+                        span_id=item.span_id,
+                        actual_cost_usd=float(item.actual_cost_usd),
+                        reservation_id=item.reservation_id,
+                        reserved_usd=float(item.reserved_usd),
+                    )
+                    for item in pending
+                ],
+            )
+            return self._send(request, pending, releases)
+        finally:
+            with self._lock:
+                for item in pending:
+                    count = self._settling.pop(item.reservation_id) - 1
+                    if count:
+                        self._settling[item.reservation_id] = count
+                self._answered.notify_all()
+
+    def _send(
+        self,
+        request: budget_pb2.CheckRequest,
+        pending: Sequence[PendingSettlement],
+        releases: Sequence[str],
+    ) -> BudgetDecision:
         try:
             response = self._stub_or_connect().Check(request, timeout=self.timeout_seconds)
         except grpc.RpcError as error:

@@ -44,6 +44,8 @@ NO_BUDGET_TTL_SECONDS = 60.0
 # an agent's unspent allowance must not refuse other runs' calls, so near a window's limit
 # allowances shrink to nothing and every call is checked on its own.
 ALLOWANCE_SHARE_OF_WINDOW = Decimal("0.1")
+# Remembered among the counted span ids: "this call's settlement took its part of a reservation".
+_SETTLED = "settled/"
 
 
 def run_key(tenant: str, run_id: str) -> str:
@@ -217,6 +219,12 @@ class Ledger:
             return
         remaining = ZERO if reserved_part is None else held.amount - reserved_part
         if remaining > 0:
+            # The reservation outlives this settlement (an allowance's other calls): take this
+            # call's part out of it once only. A check the agent sends again after a timeout
+            # (the collector had answered too late) carries the settlement again, and taking the
+            # part twice would leave the agent's allowance larger than what is still reserved.
+            if not txn.mark_accounted(_SETTLED + span_id, keep_until=now + ACCOUNTED_RETENTION_SECONDS):
+                return
             txn.put_reservation(Reservation(held.id, held.keys, remaining, held.expires_at))
         else:
             txn.drop_reservation(held)

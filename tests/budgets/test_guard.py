@@ -193,3 +193,50 @@ def test_an_idle_allowance_is_released_for_other_runs(service):
         time.sleep(0.02)
     assert ledger.run_state(tenant="default", run_id="r6")[0] == D("0.10")
     guard.close()
+
+
+def test_a_release_never_overtakes_the_settlements_of_its_allowance(service):
+    # Two runs in two threads of one process (one client). Run B's check carries the settlements
+    # of run A's allowance calls; the collector holds it (a busy machine) while run A's next call
+    # finds its allowance used up and releases it. The release must not reach the ledger before
+    # those settlements: a settlement whose reservation is gone is not counted, so the shared
+    # window would lose that spend and allow calls beyond its limit (the overspend of
+    # test_threads_of_many_runs_never_overspend_the_shared_window under load).
+    checker = service.checker
+    real_check = checker.check
+    b_arrived, b_may_go = threading.Event(), threading.Event()
+
+    def held_check(request):
+        if request.run_id == "B":
+            b_arrived.set()
+            assert b_may_go.wait(10)
+        return real_check(request)
+
+    checker.check = held_check
+    guard = RemoteBudgetGuard(
+        BudgetClient(service.endpoint, timeout_seconds=5), allowance_calls=3, flush_interval_seconds=0
+    )
+    for _ in range(4):  # one check granting three more calls, then those three from the allowance
+        call = planned("A", "0.07")
+        assert guard.before_call(call).allowed
+        guard.after_call(call, D("0.07"))
+    assert remote_checks(service) == 1
+    b_call = planned("B", "0.07")
+    b_thread = threading.Thread(target=guard.before_call, args=(b_call,))
+    b_thread.start()  # takes run A's four queued settlements with it
+    assert b_arrived.wait(10)
+    call = planned("A", "0.07")
+    assert guard.before_call(call).allowed  # the allowance is used up: released, and a new check
+    guard.after_call(call, D("0.07"))
+    b_may_go.set()
+    b_thread.join(10)
+    guard.after_call(b_call, D("0.07"))
+    assert guard.client.flush()
+    ledger = checker.ledger
+    assert ledger.run_state(tenant="default", run_id="A")[0] == D("0.35")
+    assert ledger.run_state(tenant="default", run_id="B")[0] == D("0.07")
+    month = {budget.name: spend for budget, _, _, spend in ledger.window_spend()}
+    assert month["docs month"] == D("0.42")
+    guard.close()
+    held = ledger.store.run(lambda txn: txn.reserved("run/default/A", 0), now=ledger.clock().timestamp())
+    assert held == 0  # every allowance of run A was released in the end

@@ -173,6 +173,25 @@ def test_allowance_is_bounded_by_headroom_and_spent_down_by_settles(make_store, 
     assert ledger.check(call(span="y", est="0.01")).decision == "block"
 
 
+def test_a_settlement_sent_again_takes_its_part_of_an_allowance_once(make_store, clock):
+    # A check that timed out at the agent after the collector applied it is sent again with the
+    # same settlements: the allowance's reservation must shrink by each call's part once only.
+    ledger = Ledger(
+        make_store(),
+        parse_budgets(
+            [{"name": "docs", "scope": "feature", "scope_value": "docs", "per_run_limit_usd": "0.50"}]
+        ),
+        clock=clock,
+    )
+    assert ledger.check(call(span="g1", est="0.10", allowance_usd=D("1"))).allowance_usd == D("0.40")
+    settled = (Settlement("g1", D("0.10"), "g1", D("0.10")), Settlement("l2", D("0.10"), "g1", D("0.10")))
+    for _ in range(2):
+        ledger.check(call(span="", est="0", settle=settled))
+    # 0.20 spent; the allowance still holds 0.30 (three more calls of the agent's), not 0.10.
+    assert ledger.check(call(span="y", est="0.01")).decision == "block"
+    assert ledger.run_state(tenant="", run_id="r1")[0] == D("0.20")
+
+
 def test_release_frees_an_unused_allowance(ledger):
     ledger.check(call(span="g1", est="0.10", allowance_usd=D("1")))
     answer = ledger.check(call(span="g2", est="0.10", release=("g1",)))
