@@ -25,9 +25,10 @@ work is committed together with the dedup marks and the rollup, or not at all. A
 raises fails its batch (the client gets an error and retries; nothing of it was committed): raise
 only for a bug, never for bad span data, which a stage must tolerate.
 
-Extra stages are passed to `Collector(config, extra_stages=[factory, ...])`, each factory being
-`Callable[[Stage], Stage]` (given `next`, returns the stage); they run in list order between
-rollup and commit.
+Extra stages come from plugins (`collector/plugins.py`): before `start()`, a plugin calls
+`collector.add_stage(factory, order=N)`, each factory being `Callable[[Stage], Stage]` (given
+`next`, returns the stage); they run between rollup and commit in ascending `order` (waste 100,
+then budgets).
 """
 
 from __future__ import annotations
