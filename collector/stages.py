@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from decimal import Decimal
 from itertools import repeat
@@ -13,28 +14,60 @@ from collector.model import SpanBatch, SpanRecord
 from collector.pipeline import Stage
 from collector.rollup import ACTIVE, EXPIRED, FINISHED, RunRollup
 from collector.stats import UNKNOWN, CollectorStats
+from collector.store import Store, UnitOfWork
 
-_INSERT_SEEN = "INSERT OR IGNORE INTO spans_seen (k, t) VALUES (?, ?)"
+_INSERT_RECENT = "INSERT INTO spans_recent (k, t) VALUES (?, ?)"
+# Recent marks are moved into `spans_seen` once this many have committed: the move inserts them
+# in key order, so each page of `spans_seen` it touches is written once for many marks, not once
+# per mark. The keys are held in memory meanwhile (about 6 MB at the limit).
+SETTLE_AFTER = 50_000
+_SETTLE = (
+    "INSERT OR IGNORE INTO spans_seen (k, t) SELECT k, t FROM spans_recent ORDER BY k",
+    "DELETE FROM spans_recent",
+)
 _SQL_VARIABLES = 500
 _DEDUP_KEY = attrgetter("dedup_key")
 
 
 class DedupStage(Stage):
-    """Drops spans already counted, durably: each (trace id, span id) passes once, ever.
+    """Drops spans already counted, durably: each (start time, trace id, span id) passes once.
 
-    The marks are rows of `spans_seen` written in the batch's transaction, so a span is marked
-    exactly when its effect commits. The common case (no duplicate) costs one `executemany`;
-    only when SQLite reports fewer inserted rows than spans do we look up which were already
-    there: each batch writes its own `t` (a strictly increasing microsecond stamp), so a row
-    whose `t` is not this batch's was seen before.
+    Marks live in two tables, both written in the batch's transaction (a span is marked exactly
+    when its effect commits, and the marks survive kill -9 like the rollups):
+
+    * `spans_recent`: the marks of the latest batches, appended in arrival order (a rowid table
+      without an index), so a commit writes the few pages at its end however large it grows.
+      Their keys are also held in memory (`_recent`, loaded from the table at start), which is
+      where a re-delivery of a recent span is found.
+    * `spans_seen`: every older mark, keyed by the mark (start time + ids). A batch only reads it
+      (one indexed lookup per new key). Once `settle_after` recent marks have committed, they
+      are moved there in one statement, in key order, inside a batch's transaction.
+
+    Marking the keys straight into `spans_seen` dirtied one page per span at random places of
+    the index (spans start at any time within the last minute or so), so the commit wrote more
+    pages as the table grew (docs/collector.md "Numbers").
     """
 
     name = "dedup"
 
-    def __init__(self, next: Stage | None = None, *, stats: CollectorStats) -> None:
+    def __init__(
+        self, next: Stage | None = None, *, stats: CollectorStats, settle_after: int = SETTLE_AFTER
+    ) -> None:
         super().__init__(next)
         self.stats = stats
+        self.settle_after = settle_after
         self._last_stamp = 0
+        self._conn: sqlite3.Connection | None = None  # the store `_recent` was loaded from
+        self._recent: set[bytes] = set()  # keys of the committed rows of spans_recent
+        self._pending: set[bytes] = set()  # keys marked in the open transaction
+        self._pending_uow: UnitOfWork | None = None
+
+    def setup(self, store: Store) -> None:
+        self._load(store.conn)
+
+    def _load(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._recent = {row[0] for row in conn.execute("SELECT k FROM spans_recent")}
 
     def _stamp(self, now: float) -> int:
         stamp = max(int(now * 1_000_000), self._last_stamp + 1)
@@ -43,31 +76,56 @@ class DedupStage(Stage):
 
     def process(self, batch: SpanBatch) -> None:
         records = batch.records
-        if not records or batch.uow is None:
+        uow = batch.uow
+        if not records or uow is None:
             return
-        conn = batch.uow.conn
-        stamp = self._stamp(batch.uow.now)
-        before = conn.total_changes
-        # The rows are built by C iterators (no Python loop over the spans).
-        conn.executemany(_INSERT_SEEN, zip(map(_DEDUP_KEY, records), repeat(stamp)))
-        if conn.total_changes - before == len(records):
-            return
-        fresh_keys: set[bytes] = set()
-        keys = list({record.dedup_key for record in records})
-        for offset in range(0, len(keys), _SQL_VARIABLES):
-            chunk = keys[offset:offset + _SQL_VARIABLES]
-            rows = conn.execute(
-                f"SELECT k FROM spans_seen WHERE t = ? AND k IN ({', '.join('?' * len(chunk))})",
-                (stamp, *chunk),
-            ).fetchall()
-            fresh_keys.update(row[0] for row in rows)
+        conn = uow.conn
+        if conn is not self._conn:
+            self._load(conn)
+        if uow is not self._pending_uow:
+            # A new transaction: the previous one committed (its keys are in `_recent` by now)
+            # or rolled back (its keys were never written).
+            self._pending_uow = uow
+            self._pending = set()
+            if len(self._recent) >= self.settle_after:
+                self._settle(uow)
+        recent, pending = self._recent, self._pending
         kept: list[SpanRecord] = []
+        candidates: dict[bytes, None] = {}
         for record in records:
-            if record.dedup_key in fresh_keys:
-                fresh_keys.discard(record.dedup_key)  # a second copy inside the same batch is a duplicate
+            key = record.dedup_key
+            if key in recent or key in pending or key in candidates:
+                continue
+            candidates[key] = None
+        if candidates:
+            keys = list(candidates)
+            for offset in range(0, len(keys), _SQL_VARIABLES):
+                chunk = keys[offset:offset + _SQL_VARIABLES]
+                for (seen,) in conn.execute(
+                    f"SELECT k FROM spans_seen WHERE k IN ({', '.join('?' * len(chunk))})", chunk
+                ):
+                    del candidates[seen]
+        if candidates:
+            conn.executemany(_INSERT_RECENT, zip(candidates, repeat(self._stamp(uow.now))))
+            pending.update(candidates)
+            uow.after_commit(lambda fresh=tuple(candidates): recent.update(fresh))
+        if len(candidates) == len(records):
+            return
+        for record in records:
+            if record.dedup_key in candidates:
+                del candidates[record.dedup_key]  # a second copy inside the same batch is a duplicate
                 kept.append(record)
         batch.duplicates += len(records) - len(kept)
         batch.records = kept
+
+    def _settle(self, uow: UnitOfWork) -> None:
+        """Move the committed recent marks into `spans_seen` (in `uow`'s transaction)."""
+        for statement in _SETTLE:
+            uow.execute(statement)
+        # Until the commit the moved keys are in both places, which changes no answer; after a
+        # rollback they are back in spans_recent only, as `_recent` still says. Registered
+        # before this transaction's new keys are added to the same set.
+        uow.after_commit(self._recent.clear)
 
 
 class CostStage(Stage):

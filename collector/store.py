@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 -- SpanRecord.dedup_key), and the microsecond stamp of the batch that counted it. WITHOUT ROWID
 -- keeps it a single B-tree keyed by the ids; old marks are a range at its left edge.
 CREATE TABLE IF NOT EXISTS spans_seen (k BLOB PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;
+-- The latest marks, in arrival order (a rowid table, no index: each commit appends at its end);
+-- the dedup stage keeps their keys in memory and moves them into spans_seen in bulk
+-- (collector/stages.py, DedupStage).
+CREATE TABLE IF NOT EXISTS spans_recent (k BLOB NOT NULL, t INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     tenant TEXT NOT NULL,
     run_id TEXT NOT NULL,

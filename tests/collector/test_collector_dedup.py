@@ -1,4 +1,5 @@
-"""The dedup stage on a real store: each key passes once, whatever its length."""
+"""The dedup stage on a real store: each key passes once, whatever its length, across the move of
+recent marks into `spans_seen`, a rollback and a restart."""
 
 from __future__ import annotations
 
@@ -19,26 +20,89 @@ def _record(key: bytes) -> SpanRecord:
     return record
 
 
-def _commit(store: Store, stage: DedupStage, keys: list[bytes]) -> list[bytes]:
+def _process(store: Store, stage: DedupStage, keys: list[bytes]) -> tuple[UnitOfWork, SpanBatch]:
     batch = SpanBatch([_record(key) for key in keys])
     uow = UnitOfWork(store, RunState())
     uow.begin()
     batch.uow = uow
     stage.process(batch)
+    return uow, batch
+
+
+def _commit(store: Store, stage: DedupStage, keys: list[bytes]) -> list[bytes]:
+    uow, batch = _process(store, stage, keys)
     uow.commit()
     return [record.dedup_key for record in batch.records]
+
+
+def _marks(store: Store) -> dict[str, int]:
+    return {table: store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("spans_recent", "spans_seen")}
+
+
+def _keys(count: int, size: int = 32, first: int = 1) -> list[bytes]:
+    return [index.to_bytes(size, "big") for index in range(first, first + count)]
 
 
 @pytest.mark.parametrize("size", [32, 24])  # 32: the decoder's keys; 24: keys tests build by hand
 def test_each_key_passes_once_within_and_across_batches(tmp_path: Path, size: int) -> None:
     store = Store(str(tmp_path / "dedup.db"))
     stage = DedupStage(stats=CollectorStats())
-    keys = [index.to_bytes(size, "big") for index in range(1, 1001)]
+    keys = _keys(1000, size)
     try:
         assert _commit(store, stage, keys[:600] + keys[:3]) == keys[:600]  # a copy inside the batch
         assert _commit(store, stage, keys[590:]) == keys[600:]  # ten seen in the first batch
         assert _commit(store, stage, keys[::7]) == []
-        stored = store.conn.execute("SELECT count(*), min(length(k)), max(length(k)) FROM spans_seen")
+        stored = store.conn.execute(
+            "SELECT count(*), min(length(k)), max(length(k)) FROM "
+            "(SELECT k FROM spans_recent UNION ALL SELECT k FROM spans_seen)"
+        )
         assert stored.fetchone() == (1000, size, size)
+    finally:
+        store.close()
+
+
+def test_recent_marks_move_to_spans_seen_and_still_count(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "dedup.db"))
+    stage = DedupStage(stats=CollectorStats(), settle_after=250)
+    keys = _keys(1000)
+    try:
+        assert _commit(store, stage, keys[:300]) == keys[:300]
+        assert _marks(store) == {"spans_recent": 300, "spans_seen": 0}
+        # 300 >= 250: the next transaction moves them first, then appends its own new keys.
+        assert _commit(store, stage, keys[250:400]) == keys[300:400]
+        assert _marks(store) == {"spans_recent": 100, "spans_seen": 300}
+        assert _commit(store, stage, keys[:400]) == []  # found in spans_seen and in recent
+        assert _commit(store, stage, keys[350:1000]) == keys[400:1000]
+        assert _marks(store) == {"spans_recent": 700, "spans_seen": 300}  # 100 < 250: not moved
+        assert _commit(store, stage, [keys[0], b"m" * 32]) == [b"m" * 32]
+        assert _marks(store) == {"spans_recent": 1, "spans_seen": 1000}
+    finally:
+        store.close()
+    # A restart (kill -9 included: every mark is a committed row) finds both kinds again.
+    store = Store(str(tmp_path / "dedup.db"))
+    try:
+        fresh = DedupStage(stats=CollectorStats(), settle_after=250)
+        fresh.setup(store)
+        assert _commit(store, fresh, [*keys[::3], b"m" * 32, b"n" * 32]) == [b"n" * 32]
+    finally:
+        store.close()
+
+
+def test_a_rolled_back_transaction_marks_nothing(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "dedup.db"))
+    stage = DedupStage(stats=CollectorStats(), settle_after=100)
+    keys = _keys(300)
+    try:
+        assert _commit(store, stage, keys[:150]) == keys[:150]
+        # This transaction would move the 150 recent marks and add 100 new ones: rolled back.
+        uow, batch = _process(store, stage, keys[100:250])
+        assert [record.dedup_key for record in batch.records] == keys[150:250]
+        uow.rollback()
+        assert _marks(store) == {"spans_recent": 150, "spans_seen": 0}
+        # Nothing of it counted: its new keys pass again, the old ones are still duplicates.
+        assert _commit(store, stage, keys[100:250]) == keys[150:250]
+        assert _marks(store) == {"spans_recent": 100, "spans_seen": 150}
+        assert _commit(store, stage, keys[:250]) == []
     finally:
         store.close()
