@@ -159,6 +159,11 @@ def uncached(endpoint: str, checks: int) -> None:
         f"uncached (every call checks over loopback gRPC, settling the previous one): added per call "
         f"p50 {p50:.0f} us, p99 {p99:.0f} us (target p99 <= 1000 us) over {len(guarded)} calls"
     )
+    raw = raw_check_round_trips(endpoint, run_id, len(guarded))
+    print(
+        f"  the same check as a bare stub call (request built once per call, no guard, no client): p50 "
+        f"{percentile(raw, 0.5) * 1e6:.0f} us, p99 {percentile(raw, 0.99) * 1e6:.0f} us"
+    )
     floor = health_round_trips(endpoint, len(guarded))
     print(
         f"  floor in the same run, a gRPC health check to the same collector: p50 "
@@ -168,6 +173,38 @@ def uncached(endpoint: str, checks: int) -> None:
     )
     print(f"  machine noise: p99 {noise_p99_us():.0f} us of a pure-CPU loop with a ~200 us median")
     guard.close()
+
+
+def raw_check_round_trips(endpoint: str, run_id: str, count: int) -> list[float]:
+    """The guard's check without the client library: what the collector's side costs (each call
+    settles the previous one, as the guard does, so reservations do not pile up)."""
+    import grpc
+
+    from collector.budgets.proto import budget_pb2, budget_pb2_grpc
+
+    def request(span_id: str, previous: str) -> budget_pb2.CheckRequest:
+        settle = [budget_pb2.Settlement(
+            span_id=previous, actual_cost_usd=0.00019, reservation_id=previous, reserved_usd=0.00019
+        )] if previous else []
+        return budget_pb2.CheckRequest(
+            run_id=run_id, feature="bench", agent="bench-agent", estimated_cost_usd=0.00019,
+            span_id=span_id, settle=settle,
+        )
+
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = budget_pb2_grpc.BudgetServiceStub(channel)
+        previous = ""
+        timings = []
+        for index in range(count + 50):
+            span_id = uuid.uuid4().hex[:16]
+            message = request(span_id, previous)
+            started = time.perf_counter()
+            stub.Check(message, timeout=2)
+            if index >= 50:
+                timings.append(time.perf_counter() - started)
+            previous = span_id
+        stub.Check(budget_pb2.CheckRequest(release=[previous]), timeout=2)
+    return timings
 
 
 def health_round_trips(endpoint: str, count: int) -> list[float]:

@@ -224,15 +224,22 @@ class SqliteBatchTxn(SqliteLedgerTxn):
 
 
 class SqliteLedgerStore:
-    """A ledger file (or the collector's store file), one connection per thread."""
+    """A ledger file (or the collector's store file), one connection shared by all threads.
+
+    One connection, not one per thread: SQLite drops a connection's page cache whenever another
+    connection wrote to the file, so with a connection per gRPC worker thread every check re-read
+    its pages (about ten `pread`s a check) because the previous check ran on another thread. A
+    lock serialises this process's transactions (they serialise anyway at BEGIN IMMEDIATE, whose
+    busy handler sleeps whole milliseconds where the lock wakes the next thread at once);
+    BEGIN IMMEDIATE still serialises them with other processes sharing the file.
+    """
 
     def __init__(self, path: str | Path, *, busy_timeout_seconds: float = 10.0) -> None:
         self.path = str(path)
         self._busy_timeout = busy_timeout_seconds
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        ensure_schema(self._connection())
+        self._db: sqlite3.Connection | None = self._open()
+        ensure_schema(self._db)
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="cognocient-budget-checkpoint", daemon=True
@@ -253,54 +260,56 @@ class SqliteLedgerStore:
         finally:
             connection.close()
 
-    def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            connection.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit is atomic and survives a process crash; only a power loss
-            # can drop the last commits, which for reservations means a check is forgotten.
-            connection.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoints (the only fsyncs in WAL + NORMAL) run in a background thread, not in
-            # the check that happens to fill the WAL: a check must answer in well under 1 ms.
-            connection.execute("PRAGMA wal_autocheckpoint=0")
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit is atomic and survives a process crash; only a power loss
+        # can drop the last commits, which for reservations means a check is forgotten.
+        connection.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints (the only fsyncs in WAL + NORMAL) run in a background thread, not in
+        # the check that happens to fill the WAL: a check must answer in well under 1 ms.
+        connection.execute("PRAGMA wal_autocheckpoint=0")
         return connection
 
+    def _connection(self) -> sqlite3.Connection:
+        """The connection (call with the lock held)."""
+        if self._db is None:
+            raise sqlite3.ProgrammingError("the budget ledger store is closed")
+        return self._db
+
     def run(self, operation: Callable[[SqliteLedgerTxn], T], *, now: float) -> T:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            result = operation(SqliteLedgerTxn(connection))
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-        return result
+        with self._lock:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = operation(SqliteLedgerTxn(connection))
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
 
     def purge(self, now: float) -> None:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.execute("DELETE FROM budget_reservation WHERE expires_at <= ?", (now,))
-            connection.execute("DELETE FROM budget_spend WHERE keep_until <= ?", (now,))
-            connection.execute("DELETE FROM budget_accounted WHERE keep_until <= ?", (now,))
-            connection.execute("DELETE FROM budget_run_block WHERE keep_until <= ?", (now,))
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        with self._lock:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute("DELETE FROM budget_reservation WHERE expires_at <= ?", (now,))
+                connection.execute("DELETE FROM budget_spend WHERE keep_until <= ?", (now,))
+                connection.execute("DELETE FROM budget_accounted WHERE keep_until <= ?", (now,))
+                connection.execute("DELETE FROM budget_run_block WHERE keep_until <= ?", (now,))
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     def close(self) -> None:
         self._stop.set()
         if self._checkpointer.is_alive() and self._checkpointer is not threading.current_thread():
             self._checkpointer.join(timeout=5)
         with self._lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
-        self._local = threading.local()
+            if self._db is not None:
+                self._db.close()
+            self._db = None
