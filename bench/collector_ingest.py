@@ -40,6 +40,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from collector.process import CollectorProcess
+
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SPANS_PER_REQUEST = 512
 MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5")]
@@ -139,8 +141,8 @@ BUDGETS = [
 ]
 
 
-# Knobs for experiments (--grpc-workers, --switch-interval): None keeps the collector's defaults.
-TUNING: dict[str, float | None] = {"grpc_workers": None, "switch_interval": None}
+# Knob for experiments (--grpc-workers): None keeps the collector's default.
+TUNING: dict[str, float | None] = {"grpc_workers": None}
 
 
 def collector_config(folder: str, *, full: bool, name: str = "bench") -> dict:
@@ -172,42 +174,25 @@ def send_all(call: grpc.UnaryUnaryMultiCallable, bodies: list[bytes], *, in_flig
     return len(bodies) * SPANS_PER_REQUEST / (time.perf_counter() - started)
 
 
-class CollectorProcess:
-    """`python -m collector.main --config <yaml>` in a temporary folder, as a user runs it."""
+class OwnProcessCollector:
+    """`python -m collector.main --config <yaml>` in a temporary folder, as a user runs it
+    (`collector.process.CollectorProcess` starts it and reads the ports from its ready line)."""
 
     def __init__(self, folder: str, *, full: bool) -> None:
         name = "full" if full else "core"
-        config = Path(folder) / f"{name}.yaml"
-        config.write_text(json.dumps(collector_config(folder, full=full, name=name)))  # JSON is YAML
-        command = [sys.executable, "-m", "collector.main", "--config", str(config)]
-        if TUNING["switch_interval"] is not None:
-            command[1:3] = ["-c", f"import sys; sys.setswitchinterval({TUNING['switch_interval']}); "
-                                  "from collector.main import main; sys.exit(main())"]
-        self.process = subprocess.Popen(
-            command,
-            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True,
-        )
-        assert self.process.stderr is not None
-        self.ready: dict = {}
-        for line in self.process.stderr:
-            if line.startswith("{") and json.loads(line).get("event") == "collector.ready":
-                self.ready = json.loads(line)
-                break
-        if not self.ready:
-            raise RuntimeError(f"collector ({name}) exited before ready, code {self.process.wait(10)}")
-        # Keep reading stderr, or a chatty collector would block on a full pipe.
-        self._drain = threading.Thread(target=self.process.stderr.read, daemon=True)
-        self._drain.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.ready['grpc_port']}")
+        workdir = Path(folder) / name
+        workdir.mkdir(exist_ok=True)
+        config = collector_config(folder, full=full, name=name)
+        self.handle = CollectorProcess.from_config(workdir, config).start()
+        self.process = self.handle.process
+        self.channel = grpc.insecure_channel(self.handle.grpc_endpoint)
         self.call = self.channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
 
     def metric(self, name: str) -> float:
         """Sum of every series of `name` on the collector's /metrics."""
         import urllib.request
 
-        url = f"http://127.0.0.1:{self.ready['metrics_port']}/metrics"
-        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        text = urllib.request.urlopen(self.handle.metrics_url, timeout=10).read().decode()
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith(name + "{") or line.startswith(name + " "))
 
@@ -218,9 +203,8 @@ class CollectorProcess:
 
     def stop(self) -> None:
         self.channel.close()
-        self.process.terminate()
-        if self.process.wait(60) != 0:
-            raise RuntimeError(f"collector exited with {self.process.returncode}")
+        if self.handle.stop(grace_seconds=60) != 0:
+            raise RuntimeError(f"collector exited with {self.process.returncode}:\n{self.handle.log_tail()}")
 
 
 class InProcessCollector:
@@ -255,7 +239,7 @@ def measure(
 ) -> list[dict[str, float]]:
     """Per round: the baseline, then the core collector, then the full one, each on the round's
     fresh requests (new span ids: nothing is a duplicate). Checks every span was accepted."""
-    kind = InProcessCollector if in_process else CollectorProcess
+    kind = InProcessCollector if in_process else OwnProcessCollector
     results = []
     with tempfile.TemporaryDirectory() as folder:
         core, full = Path(folder, "core"), Path(folder, "full")
@@ -447,10 +431,8 @@ def main() -> None:
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--no-plugins", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-workers", type=int, help="receivers.otlp.grpc.max_workers (experiments)")
-    parser.add_argument("--switch-interval", type=float,
-                        help="sys.setswitchinterval in the collector process (experiments; default 0.005)")
     args = parser.parse_args()
-    TUNING.update(grpc_workers=args.grpc_workers, switch_interval=args.switch_interval)
+    TUNING.update(grpc_workers=args.grpc_workers)
     if args.serve:
         _serve(args.serve, plugins=not args.no_plugins)
         return
