@@ -1,7 +1,7 @@
 """Budget decision benchmark: time a collector-enforced budget adds to each LLM call, measured
 against the same call with budgets off, in the same run.
 
-    python bench/budget_decision.py [--calls 20000] [--checks 3000] [--sdk-calls 400]
+    python bench/budget_decision.py [--calls 20000] [--checks 3000] [--sdk-calls 400] [--in-flight 2000]
 
 Starts a real collector (`python -m collector.main`, a subprocess) with budgets, then measures:
 
@@ -10,7 +10,9 @@ Starts a real collector (`python -m collector.main`, a subprocess) with budgets,
 2. the same through the whole instrumented call: openai SDK -> fake LLM server, budgets off
    vs. the remote guard with a warm allowance, interleaved rounds, median per call;
 3. uncached: every call asks the collector over loopback gRPC (allowances off), p50/p99 of the
-   added time per call against the no-op guard; target p99 <= 1 ms.
+   added time per call against the no-op guard; target p99 <= 1 ms;
+4. the same check (as a bare stub call) with N reservations in flight on its keys (reserved by
+   earlier checks, never settled) against none, as a ratio: a check must not grow with them.
 
 Absolute times vary with the machine's load; the added time against the baseline is the result.
 """
@@ -207,6 +209,37 @@ def raw_check_round_trips(endpoint: str, run_id: str, count: int) -> list[float]
     return timings
 
 
+def in_flight_scaling(endpoint: str, checks: int, in_flight: int) -> None:
+    """A check's time with `in_flight` reservations held on its keys (the same run and windows)
+    against none: rounds none / N / none, the N reservations made between and released after."""
+    import grpc
+
+    from collector.budgets.proto import budget_pb2, budget_pb2_grpc
+
+    run_id = str(uuid.uuid4())
+    empty = raw_check_round_trips(endpoint, run_id, checks)
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = budget_pb2_grpc.BudgetServiceStub(channel)
+        held = [uuid.uuid4().hex[:16] for _ in range(in_flight)]
+        for span_id in held:
+            request = budget_pb2.CheckRequest(
+                run_id=run_id, feature="bench", agent="bench-agent", estimated_cost_usd=0.00019,
+                span_id=span_id,
+            )
+            stub.Check(request, timeout=5)
+        loaded = raw_check_round_trips(endpoint, run_id, checks)
+        stub.Check(budget_pb2.CheckRequest(release=held), timeout=30)
+    empty += raw_check_round_trips(endpoint, run_id, checks)
+    (p50, p99), (base50, base99) = [
+        (percentile(timings, 0.5) * 1e6, percentile(timings, 0.99) * 1e6) for timings in (loaded, empty)
+    ]
+    print(
+        f"check with {in_flight} reservations in flight on its keys vs none (bare stub call): "
+        f"p50 {p50:.0f} vs {base50:.0f} us (x{p50 / base50:.2f}), "
+        f"p99 {p99:.0f} vs {base99:.0f} us (x{p99 / base99:.2f})"
+    )
+
+
 def health_round_trips(endpoint: str, count: int) -> list[float]:
     """The cheapest loopback gRPC call to the collector: what any remote check costs at least."""
     import grpc
@@ -287,6 +320,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--checks", type=int, default=3_000)
     parser.add_argument("--sdk-calls", type=int, default=400)
+    parser.add_argument("--in-flight", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         process, port = start_collector(Path(folder))
@@ -294,6 +328,7 @@ def main() -> None:
             endpoint = f"127.0.0.1:{port}"
             warm_cache(endpoint, args.calls)
             uncached(endpoint, args.checks)
+            in_flight_scaling(endpoint, min(args.checks, 1000), args.in_flight)
             through_the_sdk(endpoint, args.sdk_calls)
         finally:
             process.terminate()

@@ -70,7 +70,16 @@ class LedgerTxn(Protocol):
         ...
 
     def reserved(self, key: str, now: float) -> Decimal: ...
-    def reserved_many(self, keys: list[str], now: float) -> dict[str, Decimal]: ...
+    def reserved_many(self, keys: list[str], now: float) -> dict[str, Decimal]:
+        """What live reservations hold against each key: a running total per key, so this costs
+        the same however many reservations are in flight."""
+        ...
+
+    def prefetch(self, keys: list[str], reservation_ids: list[str], run_keys: list[str], now: float) -> None:
+        """A hint: the transaction is about to read the spend and reservations of `keys`, the
+        reservations `reservation_ids` and the blocks of `run_keys`; read them at once."""
+        ...
+
     def reservation(self, reservation_id: str, now: float) -> Reservation | None: ...
     def put_reservation(self, reservation: Reservation) -> None: ...
     def drop_reservation(self, reservation: Reservation) -> None: ...
@@ -125,8 +134,15 @@ class Ledger:
         budgets = self.applicable(tenant=request.tenant, feature=request.feature, agent=request.agent)
         windows, run = self._keys(budgets, moment, request.tenant, request.run_id)
         ttl = min((budget.reservation_ttl_seconds for budget in budgets), default=NO_BUDGET_TTL_SECONDS)
+        keys = [window_key(budget.name, window, period) for budget, window, period, _ in windows]
+        keys += [run] if run is not None else []
+        touched = [settlement.reservation_id or settlement.span_id for settlement in request.settle]
+        touched += request.release
+        touched += [request.span_id] if request.span_id else []
 
         def operation(txn: LedgerTxn) -> CheckAnswer:
+            # Everything below reads these: one round trip to the store instead of one per read.
+            txn.prefetch(keys if request.run_id else [], touched, [run] if run is not None else [], now)
             # Settle before releasing: a settlement is counted against the reservation it names.
             for settlement in request.settle:
                 self._settle(
@@ -144,9 +160,6 @@ class Ledger:
             if not request.run_id:
                 return CheckAnswer(decision="allow", reason="settled; no call to decide")
 
-            # One read of every key's spend and reservations (a check must answer in < 1 ms).
-            keys = [window_key(budget.name, window, period) for budget, window, period, _ in windows]
-            keys += [run] if run is not None else []
             spent, reserved = txn.spends(keys), txn.reserved_many(keys, now)
             states = [
                 LimitState(budget, window, limit, spent[key], reserved[key], period)
@@ -175,9 +188,9 @@ class Ledger:
                     allowance = _allowance(
                         request.allowance_usd, estimate, verdict.headroom, verdict.window_remaining
                     )
-                keys = tuple(window_key(b.name, w, p) for b, w, p, _ in windows) + ((run,) if run else ())
                 if estimate + allowance > 0:
-                    txn.put_reservation(Reservation(request.span_id, keys, estimate + allowance, now + ttl))
+                    held = Reservation(request.span_id, tuple(keys), estimate + allowance, now + ttl)
+                    txn.put_reservation(held)
                     reservation_id = request.span_id
             elif verdict.decision == "allow" and not budgets:
                 # Nothing limits this call: let the agent go on without asking for a while.

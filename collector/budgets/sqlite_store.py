@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,6 +29,8 @@ __all__ = ["SCHEMA", "SqliteBatchTxn", "SqliteLedgerStore", "SqliteLedgerTxn", "
 T = TypeVar("T")
 
 CHECKPOINT_INTERVAL_SECONDS = 0.5
+_SQL_VARIABLES = 500
+_PREFETCH_IDS = 16
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_spend (
@@ -36,6 +39,8 @@ CREATE TABLE IF NOT EXISTS budget_reservation (
     id TEXT NOT NULL, key TEXT NOT NULL, usd TEXT NOT NULL, expires_at REAL NOT NULL,
     PRIMARY KEY (id, key));
 CREATE INDEX IF NOT EXISTS budget_reservation_by_key ON budget_reservation (key, expires_at);
+CREATE TABLE IF NOT EXISTS budget_reserved (
+    key TEXT PRIMARY KEY, usd TEXT NOT NULL, keep_until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS budget_accounted (span_id TEXT PRIMARY KEY, keep_until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS budget_run_block (
     run_key TEXT PRIMARY KEY, budget TEXT NOT NULL, step INTEGER NOT NULL, at REAL NOT NULL,
@@ -48,15 +53,178 @@ def ensure_schema(connection: sqlite3.Connection) -> None:
     connection.executescript(SCHEMA)
 
 
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+@lru_cache(maxsize=256)
+def _prefetch_sql(keys: int, ids: int, runs: int) -> str:
+    """The query of `SqliteLedgerTxn.prefetch` for so many keys, reservation ids and runs.
+
+    One indexed lookup per value, not `IN (...)` lists: SQLite builds each list into an
+    ephemeral b-tree (page allocation, memset), which made this query cost more instructions
+    than the five statements it replaces.
+    """
+    parts = []
+    for _ in range(keys):
+        parts += [
+            "SELECT 0, key, usd, NULL, NULL FROM budget_spend WHERE key = ?",
+            "SELECT 1, key, usd, keep_until, NULL FROM budget_reserved WHERE key = ?",
+            "SELECT 2, key, usd, expires_at, id FROM budget_reservation WHERE key = ? AND expires_at <= ?",
+        ]
+    parts += ["SELECT 3, id, key, usd, expires_at FROM budget_reservation WHERE id = ?"] * ids
+    parts += ["SELECT 4, run_key, budget, step, at FROM budget_run_block WHERE run_key = ?"] * runs
+    return " UNION ALL ".join(parts)
+
+
 class SqliteLedgerTxn:
-    """The ledger's reads and writes on a connection whose transaction the caller manages."""
+    """The ledger's reads and writes on a connection whose transaction the caller manages.
+
+    Reservations: `budget_reservation` holds a row per (reservation, key); `budget_reserved` holds
+    each key's running total of those rows, so a check reads one row per key however many
+    reservations are in flight on it. Rows that expired are subtracted from their key's total and
+    deleted when the key is next read (a range of the (key, expires_at) index, empty unless some
+    expired) or by `purge`. A key without a total row (a new key, or rows written before the
+    totals existed) is summed from its rows once. Totals changed in a transaction are written by
+    `flush()`, which the caller must call before it commits.
+    """
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
-        # Spend read or written in this transaction (which holds the write lock): each SQL
-        # statement costs a GIL hand-off in a busy server, so none is repeated.
+        # What this transaction (which holds the write lock) read or wrote: each SQL statement
+        # costs time in a busy server, so nothing is read twice.
         self._spent: dict[str, Decimal] = {}
+        self._blocks: dict[str, RunBlock | None] = {}
+        # Reservation id -> {key: (usd, expires_at)}: its rows, as they are now.
+        self._rows: dict[str, dict[str, tuple[Decimal, float]]] = {}
+        # Key -> (sum of its rows still present, highest expiry of a row), and the totals to write.
+        self._totals: dict[str, tuple[Decimal, float]] = {}
+        self._dirty_totals: set[str] = set()
+        self._swept: set[str] = set()  # keys whose expired rows this transaction subtracted
 
+    # -- one read for a check ------------------------------------------------------------------
+    def prefetch(self, keys: list[str], reservation_ids: list[str], run_keys: list[str], now: float) -> None:
+        """Read in one statement what a check is about to ask: the spend and reserved total of
+        `keys` (sweeping their expired reservations), the rows of `reservation_ids`, and the
+        blocks of `run_keys`. Later reads of these are answered from memory."""
+        keys = [key for key in dict.fromkeys(keys) if key not in self._totals and key not in self._spent]
+        ids = [rid for rid in dict.fromkeys(reservation_ids) if rid and rid not in self._rows]
+        # SQLite allows 500 terms in a compound SELECT: a long list of ids (a request releasing
+        # many allowances) is read by id lists, a few statements of 500 ids each.
+        ids, more = ids[:_PREFETCH_IDS], ids[_PREFETCH_IDS:]
+        for offset in range(0, len(more), _SQL_VARIABLES):
+            chunk = more[offset:offset + _SQL_VARIABLES]
+            self._rows.update({rid: {} for rid in chunk})
+            for rid, key, usd, expires_at in self._db.execute(
+                f"SELECT id, key, usd, expires_at FROM budget_reservation WHERE id IN ({_marks(len(chunk))})",
+                chunk,
+            ):
+                self._rows[rid][key] = (Decimal(usd), expires_at)
+        runs = [key for key in dict.fromkeys(run_keys) if key not in self._blocks]
+        if not keys and not ids and not runs:
+            return
+        params: list[object] = [value for key in keys for value in (key, key, key, now)]
+        spent = dict.fromkeys(keys, ZERO)
+        totals: dict[str, tuple[Decimal, float]] = {}
+        expired: list[tuple[str, str, Decimal]] = []
+        rows: dict[str, dict[str, tuple[Decimal, float]]] = {rid: {} for rid in ids}
+        blocks: dict[str, RunBlock | None] = dict.fromkeys(runs)
+        for kind, a, b, c, d in self._db.execute(
+            _prefetch_sql(len(keys), len(ids), len(runs)), [*params, *ids, *runs]
+        ):
+            if kind == 0:
+                spent[a] = Decimal(b)
+            elif kind == 1:
+                totals[a] = (Decimal(b), c)
+            elif kind == 2:
+                expired.append((d, a, Decimal(b)))
+            elif kind == 3:
+                rows[a][b] = (Decimal(c), d)
+            else:
+                blocks[a] = RunBlock(b, c, d)
+        for key, amount in spent.items():
+            self._spent.setdefault(key, amount)
+        self._rows.update(rows)
+        self._blocks.update(blocks)
+        self._load_totals(keys, totals, expired)
+        self._swept.update(keys)
+
+    def _load_totals(
+        self,
+        keys: list[str],
+        totals: dict[str, tuple[Decimal, float]],
+        expired: list[tuple[str, str, Decimal]],
+    ) -> None:
+        """Take `totals` of `keys` as read, sum the rows of keys without one, sweep `expired`."""
+        missing = [key for key in keys if key not in totals]
+        if missing:
+            totals.update(dict.fromkeys(missing, (ZERO, 0.0)))
+            for key, usd, expires_at in self._db.execute(
+                f"SELECT key, usd, expires_at FROM budget_reservation WHERE key IN ({_marks(len(missing))})",
+                missing,
+            ):
+                total, until = totals[key]
+                totals[key] = (total + Decimal(usd), max(until, expires_at))
+            self._dirty_totals.update(missing)
+        self._totals.update((key, totals[key]) for key in keys)
+        if expired:
+            for rid, key, usd in expired:
+                total, until = self._totals[key]
+                self._totals[key] = (total - usd, until)
+                self._rows.get(rid, {}).pop(key, None)
+                self._dirty_totals.add(key)
+            self._db.executemany(
+                "DELETE FROM budget_reservation WHERE id = ? AND key = ?",
+                [(rid, key) for rid, key, _ in expired],
+            )
+
+    def _ensure_totals(self, keys: list[str] | tuple[str, ...], now: float | None = None) -> None:
+        """Load the totals of `keys`; with `now`, sweep their reservations expired at `now` too."""
+        missing = [key for key in keys if key not in self._totals]
+        unswept = [key for key in keys if key not in self._swept] if now is not None else []
+        if not missing and not unswept:
+            return
+        parts: list[str] = []
+        params: list[object] = []
+        if missing:
+            parts.append(
+                "SELECT 1, key, usd, keep_until, NULL FROM budget_reserved "
+                f"WHERE key IN ({_marks(len(missing))})"
+            )
+            params += missing
+        if unswept:
+            parts.append(
+                "SELECT 2, key, usd, expires_at, id FROM budget_reservation "
+                f"WHERE key IN ({_marks(len(unswept))}) AND expires_at <= ?"
+            )
+            params += [*unswept, now]
+            self._swept.update(unswept)
+        totals: dict[str, tuple[Decimal, float]] = {}
+        expired: list[tuple[str, str, Decimal]] = []
+        for kind, key, usd, when, rid in self._db.execute(" UNION ALL ".join(parts), params):
+            if kind == 1:
+                totals[key] = (Decimal(usd), when)
+            else:
+                expired.append((rid, key, Decimal(usd)))
+        self._load_totals(missing, totals, expired)
+
+    def _rows_of(self, reservation_id: str) -> dict[str, tuple[Decimal, float]]:
+        rows = self._rows.get(reservation_id)
+        if rows is None:
+            rows = self._rows[reservation_id] = {
+                key: (Decimal(usd), expires_at)
+                for key, usd, expires_at in self._db.execute(
+                    "SELECT key, usd, expires_at FROM budget_reservation WHERE id = ?", (reservation_id,)
+                )
+            }
+        return rows
+
+    def _add_to_totals(self, key: str, amount: Decimal, expires_at: float) -> None:
+        total, until = self._totals[key]
+        self._totals[key] = (total + amount, max(until, expires_at))
+        self._dirty_totals.add(key)
+
+    # -- spend ---------------------------------------------------------------------------------
     def spend(self, key: str) -> Decimal:
         return self.spends([key])[key]
 
@@ -64,9 +232,8 @@ class SqliteLedgerTxn:
         missing = [key for key in keys if key not in self._spent]
         if missing:
             self._spent.update(dict.fromkeys(missing, ZERO))
-            marks = ",".join("?" * len(missing))
             for key, usd in self._db.execute(
-                f"SELECT key, usd FROM budget_spend WHERE key IN ({marks})", missing
+                f"SELECT key, usd FROM budget_spend WHERE key IN ({_marks(len(missing))})", missing
             ):
                 self._spent[key] = Decimal(usd)
         return {key: self._spent[key] for key in keys}
@@ -84,43 +251,93 @@ class SqliteLedgerTxn:
             [(key, str(current[key] + amount), keep_until) for key, (amount, keep_until) in amounts.items()],
         )
 
+    # -- reservations --------------------------------------------------------------------------
     def reserved(self, key: str, now: float) -> Decimal:
         return self.reserved_many([key], now)[key]
 
     def reserved_many(self, keys: list[str], now: float) -> dict[str, Decimal]:
-        found = dict.fromkeys(keys, ZERO)
-        if keys:
-            marks = ",".join("?" * len(keys))
-            rows = self._db.execute(
-                f"SELECT key, usd FROM budget_reservation WHERE key IN ({marks}) AND expires_at > ?",
-                (*keys, now),
-            )
-            for key, usd in rows:
-                found[key] += Decimal(usd)
-        return found
+        self._ensure_totals(keys, now)
+        return {key: self._totals[key][0] for key in keys}
 
     def reservation(self, reservation_id: str, now: float) -> Reservation | None:
-        rows = self._db.execute(
-            "SELECT key, usd, expires_at FROM budget_reservation WHERE id = ? AND expires_at > ?",
-            (reservation_id, now),
-        ).fetchall()
+        rows = self._rows_of(reservation_id)
         if not rows:
             return None
-        return Reservation(reservation_id, tuple(row[0] for row in rows), Decimal(rows[0][1]), rows[0][2])
+        usd, expires_at = next(iter(rows.values()))
+        if expires_at <= now:
+            return None
+        return Reservation(reservation_id, tuple(rows), usd, expires_at)
 
     def put_reservation(self, reservation: Reservation) -> None:
         # A reservation's keys never change (a settlement only lowers its amount): replace rows.
+        rows = self._rows_of(reservation.id)
+        self._ensure_totals([*reservation.keys, *rows])
+        for key, (usd, _) in rows.items():
+            self._add_to_totals(key, -usd, 0.0)
+        rows.clear()
+        for key in reservation.keys:
+            rows[key] = (reservation.amount, reservation.expires_at)
+            self._add_to_totals(key, reservation.amount, reservation.expires_at)
+        usd = str(reservation.amount)
         self._db.executemany(
             "INSERT OR REPLACE INTO budget_reservation (id, key, usd, expires_at) VALUES (?, ?, ?, ?)",
-            [
-                (reservation.id, key, str(reservation.amount), reservation.expires_at)
-                for key in reservation.keys
-            ],
+            [(reservation.id, key, usd, reservation.expires_at) for key in reservation.keys],
         )
 
     def drop_reservation(self, reservation: Reservation) -> None:
+        rows = self._rows_of(reservation.id)
+        self._ensure_totals(list(rows))
+        for key, (usd, _) in rows.items():
+            self._add_to_totals(key, -usd, 0.0)
+        rows.clear()
         self._db.execute("DELETE FROM budget_reservation WHERE id = ?", (reservation.id,))
 
+    def sweep_expired(self, now: float) -> None:
+        """Subtract and delete every expired reservation row (housekeeping: reads sweep lazily)."""
+        expired = [
+            (rid, key, Decimal(usd))
+            for rid, key, usd in self._db.execute(
+                "SELECT id, key, usd FROM budget_reservation WHERE expires_at <= ?", (now,)
+            )
+        ]
+        if expired:
+            keys = list(dict.fromkeys(key for _, key, _ in expired if key not in self._totals))
+            totals = {}
+            for offset in range(0, len(keys), 500):
+                chunk = keys[offset:offset + 500]
+                totals.update(
+                    (key, (Decimal(usd), until))
+                    for key, usd, until in self._db.execute(
+                        "SELECT key, usd, keep_until FROM budget_reserved "
+                        f"WHERE key IN ({_marks(len(chunk))})",
+                        chunk,
+                    )
+                )
+            # A key without a total row is summed from its rows after the sweep (next read).
+            self._totals.update(totals)
+            for rid, key, usd in expired:
+                self._rows.get(rid, {}).pop(key, None)
+                if key in self._totals:
+                    total, until = self._totals[key]
+                    self._totals[key] = (total - usd, until)
+                    self._dirty_totals.add(key)
+            self._db.execute("DELETE FROM budget_reservation WHERE expires_at <= ?", (now,))
+        self.flush()
+        # A key whose last reservation expired holds nothing any more: forget its total.
+        self._db.execute("DELETE FROM budget_reserved WHERE keep_until <= ?", (now,))
+        self._totals.clear()
+
+    def flush(self) -> None:
+        """Write the reserved totals this transaction changed (call before committing)."""
+        if self._dirty_totals:
+            self._db.executemany(
+                "INSERT INTO budget_reserved (key, usd, keep_until) VALUES (?, ?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET usd = excluded.usd, keep_until = MAX(keep_until, excluded.keep_until)",
+                [(key, str(self._totals[key][0]), self._totals[key][1]) for key in self._dirty_totals],
+            )
+            self._dirty_totals.clear()
+
+    # -- span ids and blocks -------------------------------------------------------------------
     def is_accounted(self, span_id: str) -> bool:
         return (
             self._db.execute("SELECT 1 FROM budget_accounted WHERE span_id = ?", (span_id,)).fetchone()
@@ -135,10 +352,12 @@ class SqliteLedgerTxn:
         return cursor.rowcount == 1
 
     def run_block(self, key: str) -> RunBlock | None:
-        row = self._db.execute(
-            "SELECT budget, step, at FROM budget_run_block WHERE run_key = ?", (key,)
-        ).fetchone()
-        return RunBlock(row[0], row[1], row[2]) if row else None
+        if key not in self._blocks:
+            row = self._db.execute(
+                "SELECT budget, step, at FROM budget_run_block WHERE run_key = ?", (key,)
+            ).fetchone()
+            self._blocks[key] = RunBlock(row[0], row[1], row[2]) if row else None
+        return self._blocks[key]
 
     def set_run_block(self, key: str, block: RunBlock, *, keep_until: float) -> None:
         self._db.execute(
@@ -146,6 +365,11 @@ class SqliteLedgerTxn:
             "VALUES (?, ?, ?, ?, ?)",
             (key, block.budget, block.step, block.at, keep_until),
         )
+        # INSERT OR IGNORE: the first block stays; read it again if this one may not have been.
+        if self._blocks.get(key, 0) is None:
+            self._blocks[key] = block
+        else:
+            self._blocks.pop(key, None)
 
 
 class SqliteBatchTxn(SqliteLedgerTxn):
@@ -210,6 +434,7 @@ class SqliteBatchTxn(SqliteLedgerTxn):
 
     def flush(self) -> None:
         """Write what the batch counted, in the caller's transaction."""
+        super().flush()
         if self._new_accounted:
             self._db.executemany(
                 "INSERT OR IGNORE INTO budget_accounted (span_id, keep_until) VALUES (?, ?)",
@@ -271,6 +496,9 @@ class SqliteLedgerStore:
         # Checkpoints (the only fsyncs in WAL + NORMAL) run in a background thread, not in
         # the check that happens to fill the WAL: a check must answer in well under 1 ms.
         connection.execute("PRAGMA wal_autocheckpoint=0")
+        # The checks' `IN (...)` lists are ephemeral tables; with the default temp_store (file)
+        # each one costs a temporary file open: the check's one query took ~100 us, 14 us in memory.
+        connection.execute("PRAGMA temp_store=MEMORY")
         return connection
 
     def _connection(self) -> sqlite3.Connection:
@@ -284,7 +512,9 @@ class SqliteLedgerStore:
             connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
-                result = operation(SqliteLedgerTxn(connection))
+                txn = SqliteLedgerTxn(connection)
+                result = operation(txn)
+                txn.flush()
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
@@ -296,7 +526,7 @@ class SqliteLedgerStore:
             connection = self._connection()
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.execute("DELETE FROM budget_reservation WHERE expires_at <= ?", (now,))
+                SqliteLedgerTxn(connection).sweep_expired(now)
                 connection.execute("DELETE FROM budget_spend WHERE keep_until <= ?", (now,))
                 connection.execute("DELETE FROM budget_accounted WHERE keep_until <= ?", (now,))
                 connection.execute("DELETE FROM budget_run_block WHERE keep_until <= ?", (now,))
