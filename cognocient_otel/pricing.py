@@ -28,7 +28,16 @@ from genai_prices import Usage
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelPrice, TieredPrices
 
-__all__ = ["CostResult", "CostSource", "PriceBook", "PriceOverride", "TokenUsage", "normalize_provider"]
+__all__ = [
+    "CostResult",
+    "CostSource",
+    "ModelRate",
+    "PriceBook",
+    "PriceOverride",
+    "TokenUsage",
+    "consistent_counts",
+    "normalize_provider",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +77,20 @@ def normalize_provider(provider: str | None) -> str | None:
     return _SEMCONV_TO_GENAI_PRICES.get(lowered, lowered)
 
 
+def consistent_counts(
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int,
+    cache_write_tokens: int,
+    reasoning_tokens: int,
+) -> tuple[int, int]:
+    """(input, output) totals that contain their parts (see `TokenUsage.consistent`)."""
+    cached = cache_read_tokens + cache_write_tokens
+    if cached > input_tokens:
+        input_tokens += cached
+    return input_tokens, output_tokens if output_tokens >= reasoning_tokens else reasoning_tokens
+
+
 @dataclass(frozen=True, slots=True)
 class TokenUsage:
     """Token counts of one LLM call, in the OpenTelemetry GenAI convention.
@@ -89,9 +112,10 @@ class TokenUsage:
         *excluding* the cached ones; their cache counts then exceed the input. Those are
         read as exclusive and added in, rather than refused.
         """
-        cached = self.cache_read_tokens + self.cache_write_tokens
-        input_tokens = self.input_tokens if cached <= self.input_tokens else self.input_tokens + cached
-        output_tokens = max(self.output_tokens, self.reasoning_tokens)
+        input_tokens, output_tokens = consistent_counts(
+            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
         if input_tokens == self.input_tokens and output_tokens == self.output_tokens:
             return self
         return TokenUsage(input_tokens, output_tokens, self.cache_read_tokens, self.cache_write_tokens,
@@ -156,17 +180,31 @@ class _LinearRate:
     expires_at: float
 
     def cost(self, usage: TokenUsage) -> Decimal:
+        return self.cost_of(
+            usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+            usage.reasoning_tokens,
+        )
+
+    def cost_of(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> Decimal:
+        """Cost of counts that are already consistent (`consistent_counts`)."""
         total = self.per_request
-        if usage.input_tokens:
-            total += self.input * usage.input_tokens
-        if usage.output_tokens:
-            total += self.output * usage.output_tokens
-        if usage.cache_read_tokens and self.cache_read_extra:
-            total += self.cache_read_extra * usage.cache_read_tokens
-        if usage.cache_write_tokens and self.cache_write_extra:
-            total += self.cache_write_extra * usage.cache_write_tokens
-        if usage.reasoning_tokens and self.reasoning_extra:
-            total += self.reasoning_extra * usage.reasoning_tokens
+        if input_tokens:
+            total += self.input * input_tokens
+        if output_tokens:
+            total += self.output * output_tokens
+        if cache_read_tokens and self.cache_read_extra:
+            total += self.cache_read_extra * cache_read_tokens
+        if cache_write_tokens and self.cache_write_extra:
+            total += self.cache_write_extra * cache_write_tokens
+        if reasoning_tokens and self.reasoning_extra:
+            total += self.reasoning_extra * reasoning_tokens
         return total
 
 
@@ -181,8 +219,22 @@ class _LibraryRate:
     def cost(self, usage: TokenUsage) -> Decimal:
         return self.model_price.calc_price(usage.as_genai_prices())["total_price"]
 
+    def cost_of(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> Decimal:
+        return self.cost(
+            TokenUsage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+        )
+
 
 _Rate = _LinearRate | _LibraryRate
+# What `PriceBook.rate` returns: `cost_of(input, output, cache_read, cache_write, reasoning)`.
+ModelRate = _Rate
 
 
 def _linear_rate(model_id: str, model_price: ModelPrice, expires_at: float) -> _Rate:
@@ -242,6 +294,8 @@ class PriceBook:
             key = (normalize_provider(override.provider), override.model.lower())
             self._overrides[key] = _override_rate(override)
         self._rates: dict[tuple[str | None, str | None, str], _Rate | None] = {}
+        # `rate()`'s cache, keyed by the names as the caller has them (no normalising per call).
+        self._named_rates: dict[tuple[str | None, str | None], _Rate | None] = {}
         self._warned_unknown: set[str] = set()
         self._monotonic = monotonic
 
@@ -267,6 +321,24 @@ class PriceBook:
         if rate is None:
             return self._unknown(model)
         return CostResult(rate.cost(usage), "price_table", rate.model_id)
+
+    def rate(self, *, model: str | None, provider: str | None = None) -> ModelRate | None:
+        """The resolved rate of `model`, for callers that cost many calls (the per-call path).
+
+        `rate(...).cost_of(input, output, cache_read, cache_write, reasoning)` equals
+        `cost(...).usd` for the same counts once made consistent (`consistent_counts`); no
+        `TokenUsage` or `CostResult` is built. None for an unknown model, with the same
+        once-per-model warning as `cost()`.
+        """
+        key = (provider, model)
+        cached = self._named_rates.get(key, _MISSING)
+        if cached is not _MISSING and (cached is None or cached.expires_at > self._monotonic()):
+            return cached
+        rate = self._rate(model, normalize_provider(provider), None) if model else None
+        if rate is None:
+            self._unknown(model or "<no model>")
+        self._named_rates[key] = rate
+        return rate
 
     def knows(self, *, model: str, provider: str | None = None) -> bool:
         return self._rate(model, normalize_provider(provider), None) is not None

@@ -9,7 +9,13 @@ import pytest
 from genai_prices import calc_price
 from genai_prices.data_snapshot import get_snapshot
 
-from cognocient_otel.pricing import PriceBook, PriceOverride, TokenUsage, normalize_provider
+from cognocient_otel.pricing import (
+    PriceBook,
+    PriceOverride,
+    TokenUsage,
+    consistent_counts,
+    normalize_provider,
+)
 
 
 def _random_usage(rng: random.Random) -> TokenUsage:
@@ -45,6 +51,64 @@ def test_fast_path_equals_calc_price_for_every_model_in_the_snapshot():
                 assert got.source == "price_table"
                 compared += 1
     assert compared > 5000
+
+
+def test_rate_cost_of_equals_calc_price_for_every_model_in_the_snapshot():
+    """The per-call path prices plain counts with `PriceBook.rate`: same answer, to the digit."""
+    book = PriceBook()
+    rng = random.Random(11)
+    compared = 0
+    for provider in get_snapshot().providers:
+        for model in provider.models:
+            for _ in range(3):
+                usage = _random_usage(rng)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        expected = calc_price(
+                            usage.as_genai_prices(), model_ref=model.id, provider_id=provider.id
+                        )
+                except (LookupError, ValueError):
+                    continue
+                rate = book.rate(model=model.id, provider=provider.id)
+                assert rate is not None, (provider.id, model.id)
+                got = rate.cost_of(
+                    usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                    usage.cache_write_tokens, usage.reasoning_tokens,
+                )
+                assert got == expected.total_price, (provider.id, model.id, usage)
+                compared += 1
+    assert compared > 5000
+
+
+def test_rate_of_an_unknown_model_is_none_and_warns_once(caplog):
+    book = PriceBook()
+    with caplog.at_level(logging.WARNING, logger="cognocient_otel.pricing"):
+        assert book.rate(model="my-private-model") is None
+        assert book.rate(model="my-private-model") is None
+        unknown = book.cost(model="my-private-model", usage=TokenUsage(input_tokens=10))
+        assert unknown.source == "unknown_model"
+        assert book.rate(model=None) is None
+    assert len([r for r in caplog.records if "my-private-model" in r.getMessage()]) == 1
+
+
+def test_rate_follows_overrides_like_cost():
+    book = PriceBook(
+        [PriceOverride(model="my-finetune", input_per_mtok=Decimal("3"), output_per_mtok=Decimal("12"))]
+    )
+    rate = book.rate(model="My-Finetune", provider="openai")
+    assert rate is not None
+    assert rate.cost_of(10**6, 10**6) == Decimal("15")
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [((100, 10, 1000, 0, 0), (1100, 10)), ((1100, 10, 1000, 0, 0), (1100, 10)), ((5, 3, 0, 2, 7), (5, 7))],
+)
+def test_consistent_counts_match_token_usage_consistent(counts, expected):
+    assert consistent_counts(*counts) == expected
+    usage = TokenUsage(*counts).consistent()
+    assert (usage.input_tokens, usage.output_tokens) == expected
 
 
 def test_cache_reads_are_priced_at_the_cache_rate():

@@ -32,12 +32,13 @@ from cognocient_otel.llm.headers import HeaderRunSteps, cost_headers
 from cognocient_otel.llm.providers import ProviderResolver
 from cognocient_otel.llm.requests import LLMRequest, match_path, read_request
 from cognocient_otel.llm.usage import ResponseSummary
-from cognocient_otel.pricing import PriceBook, TokenUsage
+from cognocient_otel.pricing import ModelRate, PriceBook, consistent_counts
 from cognocient_otel.runs import RUN_CONTEXT_KEY, Run, _baggage_value
 
 __all__ = ["CallTracer", "LLMCall", "log_failure_once"]
 
 _ZERO = Decimal(0)
+_NOT_LOOKED_UP = object()
 
 
 class CallTracer:
@@ -161,6 +162,7 @@ class LLMCall:
     __slots__ = (
         "_done",
         "_passed_guards",
+        "_request_rate",
         "context",
         "planned",
         "pricing_provider",
@@ -187,6 +189,8 @@ class LLMCall:
         self.planned: PlannedCall | None = None
         self._passed_guards: list[BudgetGuard] = []
         self._done = False
+        # The requested model's rate once looked up for the estimate: most answers name it again.
+        self._request_rate: ModelRate | object | None = _NOT_LOOKED_UP
 
     # --- before sending -----------------------------------------------------------------------
     def plan(self, *, run_id: str | None, feature: str | None, agent: str | None, provider: str) -> None:
@@ -199,11 +203,9 @@ class LLMCall:
             if request.operation == sc.OPERATION_EMBEDDINGS
             else (request.max_output_tokens or tracer.default_max_output_tokens)
         )
-        estimate = tracer.price_book.cost(
-            model=request.model,
-            usage=TokenUsage(input_tokens=input_estimate, output_tokens=output_estimate),
-            provider=self.pricing_provider,
-        ).usd
+        rate = tracer.price_book.rate(model=request.model, provider=self.pricing_provider)
+        self._request_rate = rate
+        estimate = rate.cost_of(input_estimate, output_estimate) if rate is not None else _ZERO
         span_context = self.span.get_span_context()
         self.planned = planned = PlannedCall(
             run_id=run_id,
@@ -326,20 +328,26 @@ class LLMCall:
             return _ZERO
         if summary is None:
             summary = ResponseSummary()
-        request = self.request
-        model = summary.response_model or request.model
-        usage = summary.token_usage()
+        cache_read = summary.cache_read_tokens
+        cache_write = summary.cache_creation_tokens
+        reasoning = summary.reasoning_tokens
+        input_tokens, output_tokens = consistent_counts(
+            summary.input_tokens, summary.output_tokens, cache_read, cache_write, reasoning
+        )
         if summary.provider_cost_usd is not None:
             cost, source = summary.provider_cost_usd, sc.COST_SOURCE_PROVIDER
         else:
-            priced = self.tracer.price_book.cost(model=model, usage=usage, provider=self.pricing_provider)
-            cost, source = priced.usd, priced.source
+            rate = self._answer_rate(summary.response_model)
+            if rate is None:
+                cost, source = _ZERO, sc.COST_SOURCE_UNKNOWN_MODEL
+            else:
+                cost = rate.cost_of(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+                source = sc.COST_SOURCE_PRICE_TABLE
         if span.is_recording():
-            usage = usage.consistent()
             # One set_attributes call: each set_attribute takes the span's lock again.
             answer: dict[str, Any] = {
-                sc.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
-                sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+                sc.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+                sc.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
                 sc.COGNOCIENT_COST_USD: float(cost),
                 sc.COGNOCIENT_COST_SOURCE: source,
             }
@@ -352,12 +360,12 @@ class LLMCall:
                 answer[sc.GEN_AI_RESPONSE_ID] = summary.response_id
             if summary.finish_reasons:
                 answer[sc.GEN_AI_RESPONSE_FINISH_REASONS] = summary.finish_reasons
-            if usage.cache_read_tokens:
-                answer[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
-            if usage.cache_write_tokens:
-                answer[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
-            if usage.reasoning_tokens:
-                answer[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+            if cache_read:
+                answer[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read
+            if cache_write:
+                answer[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write
+            if reasoning:
+                answer[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning
             if summary.error_type:
                 answer[sc.ERROR_TYPE] = summary.error_type
                 span.set_status(Status(StatusCode.ERROR, summary.error_type))
@@ -366,6 +374,13 @@ class LLMCall:
             # Usage unknown (stream cut short): settle at least the reservation, never less.
             return max(cost, estimate)
         return cost
+
+    def _answer_rate(self, response_model: str | None) -> ModelRate | None:
+        """The rate of the model that answered (the requested one when the answer names none)."""
+        model = response_model or self.request.model
+        if model == self.request.model and self._request_rate is not _NOT_LOOKED_UP:
+            return self._request_rate  # type: ignore[return-value]
+        return self.tracer.price_book.rate(model=model, provider=self.pricing_provider)
 
     def _settle(self, actual: Decimal) -> None:
         planned = self.planned
