@@ -28,7 +28,7 @@ from cognocient_otel.budget.guard import (
     PlannedCall,
     sdk_compatible_refusal,
 )
-from cognocient_otel.llm.headers import HeaderRunSteps, cost_headers
+from cognocient_otel.llm.headers import HeaderRunSteps, add_cost_headers, cost_headers
 from cognocient_otel.llm.providers import ProviderResolver
 from cognocient_otel.llm.requests import LLMRequest, match_path, read_request
 from cognocient_otel.llm.usage import ResponseSummary
@@ -96,7 +96,7 @@ class CallTracer:
     def _start(self, request: Any, llm_request: LLMRequest, url: Any) -> LLMCall:
         headers = request.headers
         run: Run | None = context.get_value(RUN_CONTEXT_KEY)  # type: ignore[assignment]
-        header_run_id, header_feature = cost_headers(headers)
+        header_run_id, header_feature, tagged = cost_headers(headers)
         if run is not None:
             run_id: str | None = run.id
             feature = run.feature
@@ -134,10 +134,12 @@ class CallTracer:
             f"{llm_request.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
         )
         if self.inject_headers and run_id:
-            if header_run_id is None:
-                headers[sc.HEADER_RUN_ID] = run_id
-            if feature and header_feature is None:
-                headers[sc.HEADER_FEATURE] = feature
+            add_cost_headers(
+                headers,
+                run_id if header_run_id is None else None,
+                feature if feature and header_feature is None else None,
+                replace=tagged,
+            )
         # PriceBook tries this provider first, then the model name alone (self-hosted, proxies).
         call = LLMCall(self, span, llm_request, provider, run)
         if self._needs_planning(run):

@@ -1,39 +1,108 @@
-"""The `X-Cost-Run-ID` / `X-Cost-Feature` headers: reading them, and step counters of runs
-known only from them (teams that tag their calls by hand, with no `run()` in the code)."""
+"""The `X-Cost-Run-ID` / `X-Cost-Feature` headers: reading them, adding ours, and step counters
+of runs known only from them (teams that tag their calls by hand, with no `run()` in the code).
+
+Both run on every LLM call, so they use httpx's (and httpx2's) header list directly where it is
+known to be there: the public API builds a list of every header to read them
+(`Headers.raw`, ~25 K instructions for the ~17 headers an SDK sends) and scans every header
+in Python to set one (`Headers.__setitem__`, ~15 K). `Headers._list` holds
+`(name, lowercased name, value)` byte triples in httpx 0.28 and httpx2 2.x; each headers class
+is probed once for exactly that layout (`_layout_of`), and any other class (or a future httpx
+that changes it) goes through the public API.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from operator import itemgetter
 from typing import Any
 
 from cognocient_otel import semconv as sc
 
-__all__ = ["HeaderRunSteps", "cost_headers"]
+__all__ = ["HeaderRunSteps", "add_cost_headers", "cost_headers"]
 
 _HEADER_RUN_CAPACITY = 4096
 _RUN_HEADER = sc.HEADER_RUN_ID_LOWER.encode()
 _FEATURE_HEADER = sc.HEADER_FEATURE_LOWER.encode()
 _PREFIX = b"x-cost-"
+_COST_KEYS = frozenset((_RUN_HEADER, _FEATURE_HEADER))
+_LOWERED_NAME = itemgetter(1)
+_RUN_HEADER_NAME = sc.HEADER_RUN_ID.encode()
+_FEATURE_HEADER_NAME = sc.HEADER_FEATURE.encode()
+
+# Headers class -> whether its `_list` has the (name, lowered name, value) layout.
+_layouts: dict[type, bool] = {}
 
 
-def cost_headers(headers: Any) -> tuple[str | None, str | None]:
-    """`X-Cost-Run-ID` and `X-Cost-Feature` from the raw header list.
+def _layout_of(cls: type) -> bool:
+    """Probe a headers class once: does `_list` hold what its public API reads and writes?"""
+    known = _layouts.get(cls)
+    if known is not None:
+        return known
+    try:
+        probe = cls([("X-Probe", "one")])
+        items = probe._list
+        fits = type(items) is list and items == [(b"X-Probe", b"x-probe", b"one")]
+        if fits:
+            items.append((b"X-Added", b"x-added", b"two"))
+            fits = probe.raw == [(b"X-Probe", b"one"), (b"X-Added", b"two")] and probe["x-added"] == "two"
+    except Exception:
+        fits = False
+    _layouts[cls] = fits
+    return fits
 
-    Most requests carry neither: one case-folded search over the joined names says so, and
-    only then are the headers walked one by one.
-    """
-    raw = headers.raw
-    if _PREFIX not in b"\n".join([key for key, _ in raw]).lower():
-        return None, None
+
+def _header_list(headers: Any) -> list[tuple[bytes, bytes, bytes]] | None:
+    cls = type(headers)
+    fits = _layouts.get(cls)
+    if fits is None:
+        fits = _layout_of(cls)
+    return headers._list if fits else None  # type: ignore[no-any-return]
+
+
+def cost_headers(headers: Any) -> tuple[str | None, str | None, bool]:
+    """`X-Cost-Run-ID` and `X-Cost-Feature` (None when absent or empty), and whether either
+    header is there at all. Most requests carry neither, which one pass in C says."""
+    items = _header_list(headers)
+    if items is not None:
+        if _COST_KEYS.isdisjoint(map(_LOWERED_NAME, items)):
+            return None, None, False
+        lowered_items = [(lowered, value) for _, lowered, value in items]
+    else:
+        raw = headers.raw
+        if _PREFIX not in b"\n".join([key for key, _ in raw]).lower():
+            return None, None, False
+        lowered_items = [(key.lower(), value) for key, value in raw]
     run_id = feature = None
-    for key, value in raw:
-        lowered = key.lower()
+    present = False
+    for lowered, value in lowered_items:
         if lowered == _RUN_HEADER:
             run_id = value.decode("latin-1")
+            present = True
         elif lowered == _FEATURE_HEADER:
             feature = value.decode("latin-1")
-    return run_id or None, feature or None
+            present = True
+    return run_id or None, feature or None, present
+
+
+def add_cost_headers(headers: Any, run_id: str | None, feature: str | None, *, replace: bool) -> None:
+    """Set `X-Cost-Run-ID` / `X-Cost-Feature` to the values given (None: leave that one alone).
+
+    `replace` is False when `cost_headers` found neither header: then a plain append is what
+    `Headers.__setitem__` would do.
+    """
+    items = None if replace else _header_list(headers)
+    if items is None:
+        if run_id is not None:
+            headers[sc.HEADER_RUN_ID] = run_id
+        if feature is not None:
+            headers[sc.HEADER_FEATURE] = feature
+        return
+    encoding = getattr(headers, "_encoding", None) or "utf-8"  # what `Headers.__setitem__` uses
+    if run_id is not None:
+        items.append((_RUN_HEADER_NAME, _RUN_HEADER, run_id.encode(encoding)))
+    if feature is not None:
+        items.append((_FEATURE_HEADER_NAME, _FEATURE_HEADER, feature.encode(encoding)))
 
 
 class HeaderRunSteps:
