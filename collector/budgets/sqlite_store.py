@@ -32,24 +32,53 @@ CHECKPOINT_INTERVAL_SECONDS = 0.5
 _SQL_VARIABLES = 500
 _PREFETCH_IDS = 16
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS budget_spend (
-    key TEXT PRIMARY KEY, usd TEXT NOT NULL, keep_until REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS budget_reservation (
+# Keyed tables are WITHOUT ROWID: a rowid table with a TEXT primary key is two b-trees (the rows
+# and the key's index), so each write changed two pages; a check writes 5 tables (in-process
+# servicer p50 126 -> 117 us, 20k fewer instructions a check).
+_TABLES = {
+    "budget_spend": """CREATE TABLE IF NOT EXISTS budget_spend (
+    key TEXT PRIMARY KEY, usd TEXT NOT NULL, keep_until REAL NOT NULL) WITHOUT ROWID""",
+    "budget_reservation": """CREATE TABLE IF NOT EXISTS budget_reservation (
     id TEXT NOT NULL, key TEXT NOT NULL, usd TEXT NOT NULL, expires_at REAL NOT NULL,
-    PRIMARY KEY (id, key));
-CREATE INDEX IF NOT EXISTS budget_reservation_by_key ON budget_reservation (key, expires_at);
-CREATE TABLE IF NOT EXISTS budget_reserved (
-    key TEXT PRIMARY KEY, usd TEXT NOT NULL, keep_until REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS budget_accounted (span_id TEXT PRIMARY KEY, keep_until REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS budget_run_block (
+    PRIMARY KEY (id, key)) WITHOUT ROWID""",
+    "budget_reserved": """CREATE TABLE IF NOT EXISTS budget_reserved (
+    key TEXT PRIMARY KEY, usd TEXT NOT NULL, keep_until REAL NOT NULL) WITHOUT ROWID""",
+    "budget_accounted": """CREATE TABLE IF NOT EXISTS budget_accounted (
+    span_id TEXT PRIMARY KEY, keep_until REAL NOT NULL) WITHOUT ROWID""",
+    "budget_run_block": """CREATE TABLE IF NOT EXISTS budget_run_block (
     run_key TEXT PRIMARY KEY, budget TEXT NOT NULL, step INTEGER NOT NULL, at REAL NOT NULL,
-    keep_until REAL NOT NULL);
-"""
+    keep_until REAL NOT NULL) WITHOUT ROWID""",
+}
+_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS budget_reservation_by_key ON budget_reservation (key, expires_at)",
+]
+SCHEMA = ";\n".join([*_TABLES.values(), *_INDEXES]) + ";\n"
 
 
 def ensure_schema(connection: sqlite3.Connection) -> None:
-    """Create the ledger's tables if missing (idempotent; call outside a transaction)."""
+    """Create the ledger's tables if missing, or move tables of an older schema (rowid tables)
+    into their current form, rows included (idempotent; call outside a transaction)."""
+    found = dict(connection.execute(
+        f"SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ({_marks(len(_TABLES))})",
+        list(_TABLES),
+    ).fetchall())
+    legacy = [name for name, sql in found.items() if "WITHOUT ROWID" not in sql.upper()]
+    if legacy:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for name in legacy:
+                connection.execute(f"ALTER TABLE {name} RENAME TO {name}_rowid")
+                if name == "budget_reservation":
+                    connection.execute("DROP INDEX IF EXISTS budget_reservation_by_key")
+                connection.execute(_TABLES[name])
+                connection.execute(f"INSERT OR IGNORE INTO {name} SELECT * FROM {name}_rowid")
+                connection.execute(f"DROP TABLE {name}_rowid")
+            for statement in [*_TABLES.values(), *_INDEXES]:
+                connection.execute(statement)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
     connection.executescript(SCHEMA)
 
 

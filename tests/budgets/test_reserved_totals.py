@@ -148,3 +148,52 @@ def _forget_totals(store, backend: str) -> None:
             names = list(store.client.scan_iter(f"{store.prefix}:{kind}:*"))
             if names:
                 store.client.delete(*names)
+
+
+LEGACY_SCHEMA = """
+CREATE TABLE budget_spend (key TEXT PRIMARY KEY, usd TEXT NOT NULL, keep_until REAL NOT NULL);
+CREATE TABLE budget_reservation (
+    id TEXT NOT NULL, key TEXT NOT NULL, usd TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (id, key));
+CREATE INDEX budget_reservation_by_key ON budget_reservation (key, expires_at);
+CREATE TABLE budget_accounted (span_id TEXT PRIMARY KEY, keep_until REAL NOT NULL);
+CREATE TABLE budget_run_block (
+    run_key TEXT PRIMARY KEY, budget TEXT NOT NULL, step INTEGER NOT NULL, at REAL NOT NULL,
+    keep_until REAL NOT NULL);
+"""
+
+
+def test_a_sqlite_ledger_of_the_older_schema_is_moved_over_with_its_rows(tmp_path, clock):
+    """Files written before the totals (rowid tables, no budget_reserved) keep their spend,
+    reservations in flight, counted span ids and blocked runs."""
+    import sqlite3
+
+    from collector.budgets.sqlite_store import SqliteLedgerStore
+
+    path = tmp_path / "old.db"
+    now = clock().timestamp()
+    with sqlite3.connect(path) as old:
+        old.executescript(LEGACY_SCHEMA)
+        old.execute("INSERT INTO budget_spend VALUES (?, '0.25', ?)", (RUN, now + 1000))
+        old.executemany(
+            "INSERT INTO budget_reservation VALUES (?, ?, '0.05', ?)",
+            [(rid, key, now + 30) for rid in ("x1", "x2") for key in (RUN, WINDOW)],
+        )
+        old.execute("INSERT INTO budget_accounted VALUES ('counted', ?)", (now + 1000,))
+        blocked_run = (run_key("default", "r2"), now + 1000)
+        old.execute("INSERT INTO budget_run_block VALUES (?, 'docs', 3, 1.0, ?)", blocked_run)
+    old.close()
+    ledger = Ledger(SqliteLedgerStore(path), BUDGETS, clock=clock)
+    query = "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+    tables = dict(ledger.store.run(lambda txn: txn._db.execute(query).fetchall(), now=0))
+    assert all("WITHOUT ROWID" in sql for name, sql in tables.items() if name.startswith("budget_"))
+    assert not any(name.endswith("_rowid") for name in tables)
+    assert reserved(ledger) == (D("0.10"), D("0.10"))
+    answer = check(ledger, span="n1", est="0.01", settle=(Settlement("x1", D("0.04")),))
+    assert answer.run_spent_usd == D("0.29") and answer.run_remaining_usd == D("500") - D("0.29") - D("0.06")
+    assert ledger.count_spans([]) == [] and ledger.store.run(lambda txn: txn.is_accounted("counted"), now=0)
+    blocked = ledger.check(CheckRequest(run_id="r2", tenant="default", feature="docs", span_id="n2"))
+    assert blocked.decision == "block" and "since step 3" in blocked.reason
+    clock.advance(seconds=31)
+    assert reserved(ledger) == (D("0.01"), D("0.01"))
+    ledger.store.close()
+    SqliteLedgerStore(path).close()  # opening it again changes nothing
