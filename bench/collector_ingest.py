@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from collector.process import CollectorProcess
+from collector.process import CollectorProcess, process_tree, tree_cpu_seconds, tree_rss_bytes
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SPANS_PER_REQUEST = 512
@@ -141,8 +140,8 @@ BUDGETS = [
 ]
 
 
-# Knob for experiments (--grpc-workers): None keeps the collector's default.
-TUNING: dict[str, float | None] = {"grpc_workers": None}
+# Knobs (--grpc-workers, --decode-workers): None keeps the collector's default.
+TUNING: dict[str, int | None] = {"grpc_workers": None, "decode_workers": None}
 
 
 def collector_config(folder: str, *, full: bool, name: str = "bench") -> dict:
@@ -151,8 +150,11 @@ def collector_config(folder: str, *, full: bool, name: str = "bench") -> dict:
     grpc_receiver: dict = {"endpoint": "127.0.0.1:0"}
     if TUNING["grpc_workers"] is not None:
         grpc_receiver["max_workers"] = int(TUNING["grpc_workers"])
+    otlp: dict = {"grpc": grpc_receiver, "http": {"endpoint": "127.0.0.1:0"}}
+    if TUNING["decode_workers"] is not None:
+        otlp["decode_workers"] = int(TUNING["decode_workers"])
     return {
-        "receivers": {"otlp": {"grpc": grpc_receiver, "http": {"endpoint": "127.0.0.1:0"}}},
+        "receivers": {"otlp": otlp},
         "prometheus": {"endpoint": "127.0.0.1:0"},
         "store": {"path": str(Path(folder) / f"{name}.db")},
         "log": {"level": "info"},  # the ready line is an info line
@@ -174,6 +176,20 @@ def send_all(call: grpc.UnaryUnaryMultiCallable, bodies: list[bytes], *, in_flig
     return len(bodies) * SPANS_PER_REQUEST / (time.perf_counter() - started)
 
 
+def expected_decode_workers() -> int:
+    from collector.decode_pool import workers_for
+
+    return workers_for("auto" if TUNING["decode_workers"] is None else TUNING["decode_workers"])
+
+
+def _wait(condition: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 class OwnProcessCollector:
     """`python -m collector.main --config <yaml>` in a temporary folder, as a user runs it
     (`collector.process.CollectorProcess` starts it and reads the ports from its ready line)."""
@@ -185,6 +201,8 @@ class OwnProcessCollector:
         config = collector_config(folder, full=full, name=name)
         self.handle = CollectorProcess.from_config(workdir, config).start()
         self.process = self.handle.process
+        if expected_decode_workers():  # its workers start after the ready line
+            _wait(lambda: len(self.handle.pids()) >= 3, "the collector's decode workers")
         self.channel = grpc.insecure_channel(self.handle.grpc_endpoint)
         self.call = self.channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
 
@@ -197,9 +215,8 @@ class OwnProcessCollector:
                    if line.startswith(name + "{") or line.startswith(name + " "))
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system, every thread) the collector process has used so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time (user + system, every thread) the collector and its decode workers have used."""
+        return tree_cpu_seconds(self.handle.pids())
 
     def stop(self) -> None:
         self.channel.close()
@@ -219,11 +236,14 @@ class InProcessCollector:
         raw = collector_config(folder, full=full, name="inproc")
         config = parse_config({**raw, "log": {"level": "warning"}})
         self.collector = Collector(config, registry=CollectorRegistry()).start()
+        if expected_decode_workers():
+            _wait(self.collector.decode_pool.worker_pids, "the collector's decode workers")
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.collector.grpc_port}")
         self.call = self.channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
 
     def cpu_seconds(self) -> float:
-        return time.process_time()  # the whole benchmark process: collector and client
+        # the whole benchmark process (collector and client), and the collector's decode workers
+        return time.process_time() + tree_cpu_seconds(sorted(self.collector.decode_pool.worker_pids()))
 
     def metric(self, name: str) -> float:
         assert name == "cognocient_collector_spans_accepted_total"
@@ -347,10 +367,8 @@ def breakdown(bodies: list[bytes], *, in_flight: int) -> dict[str, float]:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the collector and its decode workers (and their forkserver)."""
+    return tree_rss_bytes(process_tree(pid)) / 2**20
 
 
 def _serve(config_path: str, plugins: bool) -> None:
@@ -431,8 +449,10 @@ def main() -> None:
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--no-plugins", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-workers", type=int, help="receivers.otlp.grpc.max_workers (experiments)")
+    parser.add_argument("--decode-workers", type=int,
+                        help="receivers.otlp.decode_workers (default: the collector's, auto)")
     args = parser.parse_args()
-    TUNING.update(grpc_workers=args.grpc_workers)
+    TUNING.update(grpc_workers=args.grpc_workers, decode_workers=args.decode_workers)
     if args.serve:
         _serve(args.serve, plugins=not args.no_plugins)
         return

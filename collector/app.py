@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector as PrometheusCollector
 from cognocient_otel.pricing import PriceBook
 from collector import __version__
 from collector.config import CollectorConfig, split_endpoint
+from collector.decode_pool import DecodePool, workers_for
 from collector.grpc_server import GrpcServer, ServicerRegistration
 from collector.http_server import HttpServer, RouteHandler
 from collector.ingest import Ingest
@@ -83,6 +84,7 @@ class Collector:
         self._metrics_collectors: list[PrometheusCollector] = []
         self.store: Store | None = None
         self.ingest: Ingest | None = None
+        self.decode_pool: DecodePool | None = None
         self.head: Stage | None = None
         self._grpc: GrpcServer | None = None
         self._http: HttpServer | None = None
@@ -157,8 +159,10 @@ class Collector:
             dedup_retention_seconds=DEDUP_RETENTION_SECONDS, clock=self.clock,
         )
         self.ingest.start()
+        self.decode_pool = DecodePool(workers_for(config.receivers.otlp.decode_workers)).start()
         receiver = TraceReceiver(
-            ingest=self.ingest, stats=self.stats, ack_timeout_seconds=config.ingest.ack_timeout_seconds
+            ingest=self.ingest, stats=self.stats, ack_timeout_seconds=config.ingest.ack_timeout_seconds,
+            decoder=self.decode_pool,
         )
         grpc_config, http_config = config.receivers.otlp.grpc, config.receivers.otlp.http
         self._grpc = GrpcServer(
@@ -220,6 +224,8 @@ class Collector:
             thread.start()
         for thread in threads:
             thread.join()
+        if self.decode_pool is not None:
+            self.decode_pool.close()
         if self.ingest is not None:
             self.ingest.stop(timeout=max(grace, 30.0))
         if self.store is not None:

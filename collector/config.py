@@ -65,6 +65,16 @@ class HttpReceiverConfig(_Section):
 class OtlpReceiverConfig(_Section):
     grpc: GrpcReceiverConfig = GrpcReceiverConfig()
     http: HttpReceiverConfig = HttpReceiverConfig()
+    # Processes that decode large protobuf requests (collector/decode_pool.py); 0: decode on the
+    # receiver threads. auto: one per core beyond the collector's own, at most 4.
+    decode_workers: int | str = "auto"
+
+    @field_validator("decode_workers", mode="before")
+    @classmethod
+    def _decode_workers(cls, value: Any) -> Any:
+        if value == "auto" or (value.__class__ is int and 0 <= value <= 64):
+            return value
+        raise ValueError(f"must be 'auto' or a whole number from 0 to 64, got {value!r}")
 
 
 class ReceiversConfig(_Section):

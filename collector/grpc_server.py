@@ -19,7 +19,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from collector.decode import MalformedRequest, parse_protobuf
 from collector.receiver import ExportOutcome, TraceReceiver
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -91,12 +90,7 @@ class GrpcServer:
 
     def _export(self, body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
         receiver = self.receiver
-        try:
-            request = parse_protobuf(body)
-        except MalformedRequest as error:
-            outcome = receiver.refuse("grpc", "malformed", str(error))
-        else:
-            outcome = receiver.export(request, "grpc")
+        outcome = receiver.export_protobuf(body, "grpc")
         stats = receiver.stats
         if outcome.kind == "ok":
             stats.requests.inc(("grpc", "OK"))

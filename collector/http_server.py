@@ -27,7 +27,7 @@ from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 
 from collector.config import split_endpoint
-from collector.decode import MalformedRequest, parse_json, parse_protobuf
+from collector.decode import MalformedRequest, parse_json
 from collector.receiver import ExportOutcome, TraceReceiver
 
 logger = logging.getLogger(__name__)
@@ -173,13 +173,15 @@ class HttpServer:
         if content_type not in (PROTOBUF, JSON):
             stats.requests.inc(("http", "415"))
             return HttpResponse.error(415, "Content-Type must be application/x-protobuf or application/json")
-        try:
-            parse = parse_protobuf if content_type == PROTOBUF else parse_json
-            request_message = parse(request.body)
-        except MalformedRequest as error:
-            outcome = self.receiver.refuse("http", "malformed", str(error))
+        if content_type == PROTOBUF:
+            outcome = self.receiver.export_protobuf(request.body, "http")
         else:
-            outcome = self.receiver.export(request_message, "http")
+            try:
+                request_message = parse_json(request.body)
+            except MalformedRequest as error:
+                outcome = self.receiver.refuse("http", "malformed", str(error))
+            else:
+                outcome = self.receiver.export(request_message, "http")
         response = _otlp_response(outcome, content_type)
         stats.requests.inc(("http", str(response.status)))
         return response

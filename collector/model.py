@@ -87,7 +87,8 @@ class SpanRecord:
     # same start time, so it maps to the same key.
     dedup_key: bytes = b""
     # For attributes(): (resource attributes, the protobuf spans of the record's scope), shared by
-    # the records of one scope, and the index of this record's span in them.
+    # the records of one scope, and the index of this record's span in them. A record decoded in
+    # a decode worker process holds a `collector.decode_pool.LazyScope` that parses on demand.
     raw: Any = field(default=None, repr=False)
     raw_index: int = field(default=0, repr=False)
 
@@ -106,11 +107,14 @@ class SpanRecord:
 
     def attributes(self) -> dict[str, Any]:
         """Every attribute of the span (resource attributes first, the span's own override them)."""
-        if self.raw is None:
+        raw = self.raw
+        if raw is None:
             return {}
         from collector.decode import attributes_to_dict
 
-        resource_attributes, spans = self.raw
+        if raw.__class__ is not tuple:  # decoded in a worker process: `collector.decode_pool.LazyScope`
+            raw = raw.resolve()
+        resource_attributes, spans = raw
         merged = attributes_to_dict(resource_attributes)
         merged.update(attributes_to_dict(spans[self.raw_index].attributes))
         return merged

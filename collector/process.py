@@ -17,6 +17,7 @@ tests' Prometheus and Redis use them too).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -30,7 +31,8 @@ import yaml
 
 __all__ = [
     "CollectorProcess", "CollectorStartError", "ProcessStartError",
-    "free_port", "stop_process", "wait_until_ready", "write_config",
+    "free_port", "process_tree", "stop_process", "tree_cpu_seconds", "tree_rss_bytes",
+    "wait_until_ready", "write_config",
 ]
 
 LOG_TAIL_CHARS = 4000
@@ -151,6 +153,12 @@ class CollectorProcess:
             return None
         return stop_process(self.process, grace_seconds=grace_seconds)
 
+    def pids(self) -> list[int]:
+        """The collector's pid and those of its descendants (decode workers and their forkserver)."""
+        if self.process is None or self.process.poll() is not None:
+            return []
+        return process_tree(self.process.pid)
+
     def __enter__(self) -> CollectorProcess:
         return self.start()
 
@@ -218,3 +226,46 @@ def _ready_entry(log_path: Path, offset: int) -> dict[str, Any] | None:
         if isinstance(entry, dict) and entry.get("event") == "collector.ready":
             return entry
     return None
+
+
+# -- a process and its descendants (Linux /proc): what the collector costs, decode workers included --
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant of it."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes `pids` have used so far (ended ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tree_rss_bytes(pids: list[int]) -> int:
+    """Resident memory of the processes `pids` (pages shared between them are counted in each)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return total

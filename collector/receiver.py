@@ -24,8 +24,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from collector.decode import decode_request
+from collector.decode import MalformedRequest, decode_request
+from collector.decode_pool import DecodePool
 from collector.ingest import Ingest, Overloaded, ShuttingDown
+from collector.model import SpanBatch
 from collector.stats import CollectorStats
 
 logger = logging.getLogger(__name__)
@@ -50,23 +52,42 @@ class ExportOutcome:
 
 
 class TraceReceiver:
-    def __init__(self, *, ingest: Ingest, stats: CollectorStats, ack_timeout_seconds: float) -> None:
+    def __init__(
+        self, *, ingest: Ingest, stats: CollectorStats, ack_timeout_seconds: float,
+        decoder: DecodePool | None = None,
+    ) -> None:
         self.ingest = ingest
         self.stats = stats
         self.ack_timeout = ack_timeout_seconds
+        self.decoder = decoder if decoder is not None else DecodePool(0)
 
     def refuse(self, transport: str, kind: OutcomeKind, message: str) -> ExportOutcome:
         """A request refused before its spans could be counted (malformed, too large)."""
         self.stats.spans_rejected.inc((transport, kind))
         return ExportOutcome(kind, message)
 
+    def export_protobuf(self, body: bytes, transport: str) -> ExportOutcome:
+        """A protobuf request body: parsed and decoded (in a worker process when that pays), queued."""
+        try:
+            batch = self.decoder.decode(body, transport)
+        except MalformedRequest as error:
+            return self.refuse(transport, "malformed", str(error))
+        except Exception:  # a decoder bug must not take the request thread down with a traceback
+            logger.exception("decoding an export request failed", extra={"event": "decode.failed"})
+            return ExportOutcome("internal", "the collector could not decode the request")
+        return self._export_batch(batch, transport)
+
     def export(self, request: Any, transport: str) -> ExportOutcome:
-        stats = self.stats
+        """An already parsed request (`collector.decode.parse_json`'s), decoded here and queued."""
         try:
             batch = decode_request(request, transport=transport)
         except Exception:  # a decoder bug must not take the request thread down with a traceback
             logger.exception("decoding an export request failed", extra={"event": "decode.failed"})
             return ExportOutcome("internal", "the collector could not decode the request")
+        return self._export_batch(batch, transport)
+
+    def _export_batch(self, batch: SpanBatch, transport: str) -> ExportOutcome:
+        stats = self.stats
         stats.spans_received.inc((transport,), batch.received)
         if batch.rejected:
             stats.spans_rejected.inc((transport, "unusable"), batch.rejected)

@@ -1,0 +1,264 @@
+"""Decoding large OTLP requests in worker processes, so that ingest uses more than one core.
+
+Decoding (protobuf parse plus the attribute reads of `collector/decode.py`) is about two thirds
+of the collector's Python work per span, and the writer (dedup, rollup, commit) the rest. In one
+process both share one GIL, so the collector is bound to one core whatever the machine has. A
+`DecodePool` runs the decode of large protobuf requests in worker processes (a
+`concurrent.futures.ProcessPoolExecutor`, started from a clean forkserver process: grpcio's
+threads make `fork` of the collector itself unsafe); the collector process then only unpacks the
+records and runs the pipeline.
+
+What travels back is a marshalled tuple per span (the `SpanRecord` fields), not the protobuf: a
+record that a stage asks for all its attributes (`SpanRecord.attributes()`) re-parses its
+request's body in the collector process, once per request, on demand (`LazyScope`).
+
+Small requests (below `min_body_bytes`) and OTLP/JSON are decoded on the receiver thread: for
+them the round trip to a worker costs more than it saves. So does every request while the pool
+is starting or after a worker died: a `BrokenProcessPool` is logged, that request is decoded on
+the receiver thread and a new pool is started. Nothing is lost or refused because of the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import multiprocessing
+import os
+import select
+import threading
+import time
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
+from dataclasses import fields
+from decimal import Decimal
+from operator import attrgetter
+from typing import Any
+
+from collector.decode import decode_request, parse_protobuf
+from collector.model import SpanBatch, SpanRecord
+
+logger = logging.getLogger(__name__)
+
+MIN_BODY_BYTES = 64 * 1024  # about 80 LLM spans: below it, the worker round trip does not pay
+
+_FIELDS = tuple(f.name for f in fields(SpanRecord))
+_row = attrgetter(*_FIELDS)
+_COST, _RAW = _FIELDS.index("cost_usd"), _FIELDS.index("raw")
+_LABEL_POSITIONS = tuple(_FIELDS.index(name) for name in (
+    "tenant", "run_id", "name", "operation", "provider", "request_model", "response_model", "feature",
+    "agent", "cost_source", "server_address", "budget_decision",
+))
+
+
+def workers_for(setting: int | str, cpu_count: int | None = None) -> int:
+    """`auto`: one worker per core beyond the collector's own, at most 4; else the number given."""
+    if setting != "auto":
+        return int(setting)
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return max(0, min(4, cores - 1))
+
+
+def _exit_with_collector(collector_pid: int, poll_seconds: float = 0.5) -> None:
+    """Worker initializer: leave as soon as the collector process has ended.
+
+    Nothing else would tell a worker: it blocks reading its task queue, whose write end it holds
+    itself, and the forkserver it was forked from lives as long as its workers do (they hold the
+    forkserver's "alive" pipe). kill -9 of the collector runs no cleanup, so the worker watches
+    the collector's pid: a pidfd (readable once the process has exited, zombie or not) where the
+    kernel has them, a poll of the pid otherwise.
+    """
+
+    def watch() -> None:
+        try:
+            pidfd = os.pidfd_open(collector_pid)
+        except (AttributeError, OSError):
+            while _alive(collector_pid):
+                time.sleep(poll_seconds)
+        else:
+            select.select([pidfd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="cognocient-decode-worker-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def decode_in_worker(body: bytes, transport: str) -> bytes:
+    """Runs in a worker process: parse and decode, ship the records as marshalled tuples.
+
+    A row is a record's fields in order, with the number of its scope in the request where
+    `raw` goes (for `LazyScope`). Labels repeated across a request's spans (tenant, run id,
+    model, feature...) are made one object each, so the row data carries each once and the
+    collector process creates each once. The cost goes as a string (marshal knows no Decimal).
+    `MalformedRequest` propagates to the caller like any exception of a pool task.
+    """
+    batch = decode_request(parse_protobuf(body), transport=transport)
+    scopes: dict[int, int] = {}  # id of a scope's raw tuple -> its number in the request
+    labels: dict[str, str] = {}
+    canonical = labels.setdefault
+    rows = []
+    for record in batch.records:
+        row = list(_row(record))
+        for position in _LABEL_POSITIONS:
+            value = row[position]
+            if value is not None:
+                row[position] = canonical(value, value)
+        if row[_COST] is not None:
+            row[_COST] = str(row[_COST])
+        row[_RAW] = scopes.setdefault(id(record.raw), len(scopes))
+        rows.append(tuple(row))
+    return marshal.dumps((rows, len(scopes), batch.received, batch.rejected, batch.reject_messages))
+
+
+class LazyRequest:
+    """A request body whose protobuf is parsed again only if a stage asks for raw attributes."""
+
+    __slots__ = ("_body", "_lock", "_scopes")
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._scopes: list[tuple[Any, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def scope(self, number: int) -> tuple[Any, Any]:
+        """(resource attributes, spans) of the request's `number`-th scope, in decode order."""
+        with self._lock:
+            if self._scopes is None:
+                request = parse_protobuf(self._body)
+                self._scopes = [
+                    (resource_spans.resource.attributes, scope_spans.spans)
+                    for resource_spans in request.resource_spans
+                    for scope_spans in resource_spans.scope_spans
+                ]
+            return self._scopes[number]
+
+
+class LazyScope:
+    """`SpanRecord.raw` of a record decoded in a worker: resolves to (resource attributes, spans)."""
+
+    __slots__ = ("number", "request")
+
+    def __init__(self, request: LazyRequest, number: int) -> None:
+        self.request = request
+        self.number = number
+
+    def resolve(self) -> tuple[Any, Any]:
+        return self.request.scope(self.number)
+
+
+def unpack(payload: bytes, body: bytes, transport: str) -> SpanBatch:
+    """The `SpanBatch` a worker's `decode_in_worker` answer stands for."""
+    rows, scope_count, received, rejected, messages = marshal.loads(payload)
+    request = LazyRequest(body)
+    scopes = [LazyScope(request, number) for number in range(scope_count)]
+    records = []
+    append = records.append
+    for row in rows:
+        record = SpanRecord(*row)
+        record.raw = scopes[record.raw]
+        if record.cost_usd is not None:
+            record.cost_usd = Decimal(record.cost_usd)
+        append(record)
+    batch = SpanBatch(records, transport=transport, received=received, rejected=rejected)
+    batch.reject_messages = messages
+    return batch
+
+
+class DecodePool:
+    """Decodes export requests: large protobuf bodies in worker processes, the rest in-thread."""
+
+    def __init__(self, workers: int, *, min_body_bytes: int = MIN_BODY_BYTES) -> None:
+        self.workers = workers
+        self.min_body_bytes = min_body_bytes
+        self._executor: ProcessPoolExecutor | None = None
+        self._ready = False  # a first task came back: the workers are up
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pids: set[int] = set()
+        self.worker_requests = 0  # requests decoded by a worker so far
+
+    def start(self) -> DecodePool:
+        """Start the workers in the background; requests decode in-thread until they are up."""
+        if self.workers > 0:
+            self._start_executor()
+        return self
+
+    def _start_executor(self) -> None:
+        context = multiprocessing.get_context("forkserver")
+        # The forkserver imports the decoder once; each worker forked from it starts warm.
+        context.set_forkserver_preload(["collector.decode_pool"])
+        with self._lock:
+            if self._closed:
+                return
+            self._ready = False
+            executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context,
+                initializer=_exit_with_collector, initargs=(os.getpid(),),
+            )
+            self._executor = executor
+        threading.Thread(
+            target=self._warm_up, args=(executor,), name="cognocient-decode-pool-start", daemon=True
+        ).start()
+
+    def _warm_up(self, executor: ProcessPoolExecutor) -> None:
+        """Start every worker (a task each), then let requests through to them."""
+        try:
+            tasks = [executor.submit(os.getpid) for _ in range(self.workers)]
+            pids = {task.result() for task in tasks}
+        except (BrokenExecutor, RuntimeError) as error:
+            logger.warning("decode worker processes did not start: %s", error,
+                           extra={"event": "decode_pool.failed"})
+            return
+        with self._lock:
+            if self._executor is executor:
+                self._pids = pids
+                self._ready = True
+
+    def worker_pids(self) -> set[int]:
+        """The worker processes' pids once they are up (tests, the benchmark's CPU accounting)."""
+        with self._lock:
+            return set(self._pids) if self._ready else set()
+
+    def decode(self, body: bytes, transport: str) -> SpanBatch:
+        """Parse and decode a protobuf body; raises `MalformedRequest` like `parse_protobuf`."""
+        executor = self._executor
+        if self._ready and executor is not None and len(body) >= self.min_body_bytes:
+            try:
+                payload = executor.submit(decode_in_worker, body, transport).result()
+            except BrokenExecutor:
+                self._replace_broken(executor)
+            except RuntimeError:  # submitted while the pool shuts down
+                pass
+            else:
+                with self._lock:
+                    self.worker_requests += 1
+                return unpack(payload, body, transport)
+        return decode_request(parse_protobuf(body), transport=transport)
+
+    def _replace_broken(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is not broken or self._closed:
+                return
+            self._executor = None
+            self._ready = False
+        logger.warning(
+            "a decode worker process died; decoding on the receiver threads until a new one is up",
+            extra={"event": "decode_pool.restart"},
+        )
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._start_executor()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+            self._ready = False
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
