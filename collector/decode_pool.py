@@ -217,9 +217,11 @@ class DecodePool:
                            extra={"event": "decode_pool.failed"})
             return
         with self._lock:
-            if self._executor is executor:
-                self._pids = pids
-                self._ready = True
+            if self._executor is not executor:
+                return
+            self._pids = pids
+            self._ready = True
+        logger.info("decode workers ready", extra={"event": "decode_pool.ready", "workers": len(pids)})
 
     def worker_pids(self) -> set[int]:
         """The worker processes' pids once they are up (tests, the benchmark's CPU accounting)."""
