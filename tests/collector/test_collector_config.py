@@ -43,6 +43,7 @@ def test_every_field_is_read() -> None:
     config = load_config(TESTDATA / "full.yaml")
     assert config.receivers.otlp.grpc.max_workers == 4
     assert config.receivers.otlp.http.read_timeout_seconds == 5
+    assert config.receivers.otlp.decode_workers == 2
     assert config.prometheus.max_run_series == 50
     assert config.store.synchronous == "full"
     assert config.runs.keep_ended_seconds == 120
@@ -64,6 +65,7 @@ def test_every_field_is_read() -> None:
         ("bad_yaml.yaml", ["not valid YAML"]),
         ("bad_top_level.yaml", ["top level must be a mapping"]),
         ("bad_queue.yaml", ["ingest.queue_size", "greater than 0"]),
+        ("bad_decode_workers.yaml", ["receivers.otlp.decode_workers", "'auto' or a whole number", "'lots'"]),
     ],
 )
 def test_bad_files_name_the_field_and_the_problem(name: str, fragments: list[str]) -> None:
