@@ -7,7 +7,7 @@ import logging
 import grpc
 
 from .proto import budget_pb2, budget_pb2_grpc
-from .service import CHECK_SCALAR_FIELDS, BadCheckRequest, BudgetChecker, build_request
+from .service import BadCheckRequest, BudgetChecker, request_from_message
 
 __all__ = ["BudgetServicer", "add_budget_servicer"]
 
@@ -27,18 +27,8 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
     def Check(
         self, request: budget_pb2.CheckRequest, context: grpc.ServicerContext
     ) -> budget_pb2.CheckResponse:
-        settle = [
-            {
-                "span_id": item.span_id,
-                "actual_cost_usd": item.actual_cost_usd,
-                "reservation_id": item.reservation_id,
-                "reserved_usd": item.reserved_usd if item.HasField("reserved_usd") else None,
-            }
-            for item in request.settle
-        ]
-        fields = {name: getattr(request, name) for name in CHECK_SCALAR_FIELDS}
         try:
-            check = build_request(fields, settle, list(request.release))
+            check = request_from_message(request)
         except BadCheckRequest as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         try:

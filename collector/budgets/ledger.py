@@ -115,27 +115,42 @@ class Ledger:
         self.budgets = tuple(budgets)
         self.clock = clock
         self._next_purge = 0.0
+        self._plans: dict[tuple[str, str, str, int], _Plan] = {}
 
     # -- what applies ------------------------------------------------------------------------
     def applicable(self, *, tenant: str, feature: str, agent: str) -> list[BudgetConfig]:
         return [b for b in self.budgets if b.applies_to(tenant=tenant, feature=feature, agent=agent)]
 
-    def _keys(
-        self, budgets: list[BudgetConfig], moment: datetime, tenant: str, run_id: str
-    ) -> tuple[list[tuple[BudgetConfig, Window, str, Decimal]], str | None]:
-        windows = _windows(budgets, moment)
-        return windows, run_key(tenant, run_id) if _tracks_run(budgets) else None
+    def _plan(self, tenant: str, feature: str, agent: str, moment: datetime, now: float) -> _Plan:
+        """What a check of (tenant, feature, agent) on `moment`'s UTC day is decided against;
+        worked out once a day for each such triple (every check asks, and the answer changes
+        only with the day: matching budgets, making window ids and keys cost a check ~10 us)."""
+        labels = (tenant, feature, agent, int(now // 86400))  # POSIX days are UTC days
+        plan = self._plans.get(labels)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            budgets = self.applicable(tenant=tenant, feature=feature, agent=agent)
+            windows = _windows(budgets, moment)
+            plan = self._plans[labels] = _Plan(
+                budgets,
+                windows,
+                tuple(window_key(budget.name, window, period) for budget, window, period, _ in windows),
+                min((budget.reservation_ttl_seconds for budget in budgets), default=NO_BUDGET_TTL_SECONDS),
+                _tracks_run(budgets),
+            )
+        return plan
 
     # -- the check ---------------------------------------------------------------------------
     def check(self, request: CheckRequest) -> CheckAnswer:
         moment = self.clock()
         now = moment.timestamp()
         self._maybe_purge(now)
-        budgets = self.applicable(tenant=request.tenant, feature=request.feature, agent=request.agent)
-        windows, run = self._keys(budgets, moment, request.tenant, request.run_id)
-        ttl = min((budget.reservation_ttl_seconds for budget in budgets), default=NO_BUDGET_TTL_SECONDS)
-        keys = [window_key(budget.name, window, period) for budget, window, period, _ in windows]
-        keys += [run] if run is not None else []
+        budgets, windows, window_keys, ttl, tracks_run = self._plan(
+            request.tenant, request.feature, request.agent, moment, now
+        )
+        run = run_key(request.tenant, request.run_id) if tracks_run else None
+        keys = [*window_keys, run] if run is not None else list(window_keys)
         touched = [settlement.reservation_id or settlement.span_id for settlement in request.settle]
         touched += request.release
         touched += [request.span_id] if request.span_id else []
@@ -335,6 +350,18 @@ class Ledger:
         if now >= self._next_purge:
             self._next_purge = now + PURGE_INTERVAL_SECONDS
             self.store.purge(now)
+
+
+# Cached plans, one per (tenant, feature, agent, day) seen; forgotten all at once past this many.
+_MAX_PLANS = 10_000
+
+
+class _Plan(NamedTuple):
+    budgets: list[BudgetConfig]
+    windows: list[tuple[BudgetConfig, Window, str, Decimal]]  # (budget, window, period, limit)
+    window_keys: tuple[str, ...]
+    ttl: float
+    tracks_run: bool
 
 
 class _Targets(NamedTuple):

@@ -16,7 +16,7 @@ from .model import CheckAnswer, CheckRequest, RunBlock, Settlement
 
 __all__ = [
     "CHECK_SCALAR_FIELDS", "DEFAULT_TENANT", "BadCheckRequest", "BudgetChecker", "BudgetCounters",
-    "build_request",
+    "build_request", "request_from_message",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,10 @@ class BudgetChecker:
 
 
 def _text(fields: Mapping[str, Any], name: str, *, required: bool = False) -> str:
-    value = fields.get(name)
+    return _text_value(name, fields.get(name), required=required)
+
+
+def _text_value(name: str, value: Any, *, required: bool = False) -> str:
     if value is None or value == "":
         if required:
             raise BadCheckRequest(f"{name}: required (the run's id, cognocient.run.id)")
@@ -95,7 +98,10 @@ def _text(fields: Mapping[str, Any], name: str, *, required: bool = False) -> st
 
 
 def _money(fields: Mapping[str, Any], name: str, *, optional: bool = False) -> Decimal | None:
-    value = fields.get(name)
+    return _money_value(name, fields.get(name), optional=optional)
+
+
+def _money_value(name: str, value: Any, *, optional: bool = False) -> Decimal | None:
     if value is None:
         return None if optional else Decimal(0)
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
@@ -154,6 +160,51 @@ def build_request(
         settle=tuple(settlements),
         release=tuple(releases),
         allowance_usd=_money(fields, "allowance_usd") or Decimal(0),
+    )
+
+
+def request_from_message(message: Any) -> CheckRequest:
+    """A validated `CheckRequest` from a protobuf `CheckRequest`: the same checks and messages as
+    `build_request`, read straight from the message (its fields are typed: no type checks, no
+    intermediate dicts). This runs on every uncached check."""
+    settlements = []
+    for index, entry in enumerate(message.settle):
+        if index >= MAX_SETTLEMENTS:
+            raise BadCheckRequest(f"settle: at most {MAX_SETTLEMENTS} entries per check")
+        try:
+            settlements.append(
+                Settlement(
+                    span_id=_text_value("span_id", entry.span_id, required=True),
+                    actual_cost_usd=_money_value("actual_cost_usd", entry.actual_cost_usd) or Decimal(0),
+                    reservation_id=_text_value("reservation_id", entry.reservation_id),
+                    reserved_usd=_money_value("reserved_usd", entry.reserved_usd)
+                    if entry.HasField("reserved_usd")
+                    else None,
+                )
+            )
+        except BadCheckRequest as error:
+            raise BadCheckRequest(f"settle[{index}].{error}") from None
+    releases = tuple(message.release)
+    for index, item in enumerate(releases):
+        if not item:
+            raise BadCheckRequest(f"release[{index}]: must be a reservation id (string)")
+    step = message.step
+    if step < 0:
+        raise BadCheckRequest(f"step: must be an integer >= 0, got {step!r}")
+    span_id = _text_value("span_id", message.span_id)
+    estimate = _money_value("estimated_cost_usd", message.estimated_cost_usd) or Decimal(0)
+    settling_only = not span_id and not estimate and (settlements or releases)
+    return CheckRequest(
+        run_id=_text_value("run_id", message.run_id, required=not settling_only),
+        tenant=_text_value("tenant", message.tenant) or DEFAULT_TENANT,
+        feature=_text_value("feature", message.feature),
+        agent=_text_value("agent", message.agent),
+        estimated_cost_usd=estimate,
+        span_id=span_id,
+        step=step,
+        settle=tuple(settlements),
+        release=releases,
+        allowance_usd=_money_value("allowance_usd", message.allowance_usd) or Decimal(0),
     )
 
 
