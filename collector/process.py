@@ -31,7 +31,7 @@ import yaml
 
 __all__ = [
     "CollectorProcess", "CollectorStartError", "ProcessStartError",
-    "free_port", "process_tree", "stop_process", "tree_cpu_seconds", "tree_rss_bytes",
+    "free_port", "process_tree", "stop_process", "tree_cpu_seconds", "tree_pss_bytes", "tree_rss_bytes",
     "wait_until_ready", "write_config",
 ]
 
@@ -268,4 +268,17 @@ def tree_rss_bytes(pids: list[int]) -> int:
             total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
             continue
+    return total
+
+
+def tree_pss_bytes(pids: list[int]) -> int:
+    """Proportional set size of the processes `pids`: each shared page divided among its sharers,
+    so the sum is the memory the tree really takes (RSS counts a page in every process mapping it)."""
+    total = 0
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss:"))
     return total
