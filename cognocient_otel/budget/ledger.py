@@ -57,25 +57,47 @@ class RunLedger:
         The first limit found crossed (innermost first) is the one reported.
         """
         with self._lock:
-            warned: LedgerDecision | None = None
-            ledger: RunLedger | None = self
-            while ledger is not None:
-                if ledger.limit is not None:
-                    committed = ledger.settled + ledger.reserved
-                    if ledger.blocked or committed + estimate > ledger.limit:
-                        if ledger.blocks:
-                            ledger.blocked = True
-                            return LedgerDecision(True, committed, ledger.limit, blocked=True)
-                        if warned is None:
-                            warned = LedgerDecision(True, committed, ledger.limit, blocked=False)
-                ledger = ledger.parent
-            ledger = self
-            while ledger is not None:
-                ledger.reserved += estimate
-                ledger = ledger.parent
-            if warned is not None:
-                return warned
+            crossed = self._reserve_locked(estimate)
+            if crossed is not None:
+                return crossed
             return LedgerDecision(False, self.settled + self.reserved - estimate, self.limit, blocked=False)
+
+    def try_reserve(self, estimate: Decimal) -> LedgerDecision | None:
+        """`reserve`, answering None instead of a decision when no limit is crossed (the usual
+        case, with nothing to build: the per-call path)."""
+        with self._lock:
+            return self._reserve_locked(estimate)
+
+    def _reserve_locked(self, estimate: Decimal) -> LedgerDecision | None:
+        if self.parent is None:
+            # A run that is not a sub-run: one ledger to check and charge.
+            limit = self.limit
+            if limit is not None and (self.blocked or self.settled + self.reserved + estimate > limit):
+                committed = self.settled + self.reserved
+                if self.blocks:
+                    self.blocked = True
+                    return LedgerDecision(True, committed, limit, blocked=True)
+                self.reserved += estimate
+                return LedgerDecision(True, committed, limit, blocked=False)
+            self.reserved += estimate
+            return None
+        warned: LedgerDecision | None = None
+        ledger: RunLedger | None = self
+        while ledger is not None:
+            if ledger.limit is not None:
+                committed = ledger.settled + ledger.reserved
+                if ledger.blocked or committed + estimate > ledger.limit:
+                    if ledger.blocks:
+                        ledger.blocked = True
+                        return LedgerDecision(True, committed, ledger.limit, blocked=True)
+                    if warned is None:
+                        warned = LedgerDecision(True, committed, ledger.limit, blocked=False)
+            ledger = ledger.parent
+        ledger = self
+        while ledger is not None:
+            ledger.reserved += estimate
+            ledger = ledger.parent
+        return warned
 
     def settle(self, estimate: Decimal, actual: Decimal) -> None:
         """Replace a reservation of `estimate` by the call's `actual` cost, at every level."""

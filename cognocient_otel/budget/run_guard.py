@@ -22,8 +22,8 @@ class RunBudgetGuard(BudgetGuard):
         run = call.run
         if run is None:
             return ALLOW
-        outcome = run.ledger.reserve(call.estimated_cost_usd)
-        if not outcome.over_limit:
+        outcome = run.ledger.try_reserve(call.estimated_cost_usd)
+        if outcome is None:
             return ALLOW
         return GuardDecision(
             kind="block" if outcome.blocked else "warn",

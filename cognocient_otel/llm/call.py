@@ -208,19 +208,19 @@ class LLMCall:
         rate = tracer.price_book.rate(model=request.model, provider=self.pricing_provider)
         self._request_rate = rate
         estimate = rate.cost_of(input_estimate, output_estimate) if rate is not None else _ZERO
-        span_context = self.span.get_span_context()
+        # Positional (field order of PlannedCall): keyword arguments cost twice as much here.
         self.planned = planned = PlannedCall(
-            run_id=run_id,
-            feature=feature,
-            agent=agent,
-            span_id=f"{span_context.span_id:016x}",
-            model=request.model,
-            provider=provider,
-            operation=request.operation,
-            estimated_input_tokens=input_estimate,
-            estimated_output_tokens=output_estimate,
-            estimated_cost_usd=estimate,
-            run=self.run,
+            run_id,
+            feature,
+            agent,
+            self.span.get_span_context().span_id.to_bytes(8, "big").hex(),
+            request.model,
+            provider,
+            request.operation,
+            input_estimate,
+            output_estimate,
+            estimate,
+            self.run,
         )
         for guard in tracer.guards:
             try:

@@ -240,6 +240,37 @@ def test_ledger_decision_is_atomic_across_levels() -> None:
     assert outer.settled == inner.settled == Decimal("0.5") and outer.reserved == 0
 
 
+@pytest.mark.parametrize("blocks", [True, False])
+@pytest.mark.parametrize("nested", [False, True])
+def test_try_reserve_decides_and_reserves_as_reserve_does(blocks: bool, nested: bool) -> None:
+    """`try_reserve` (the per-call path) is `reserve` without the decision object when nothing
+    is crossed: same outcomes, same ledger state, for a top-level run and a sub-run."""
+
+    def ledgers() -> RunLedger:
+        limited = RunLedger(Decimal("1.0"), blocks=blocks)
+        return RunLedger(None, parent=limited) if nested else limited
+
+    def state(ledger: RunLedger | None) -> list[tuple[Decimal, Decimal, bool]]:
+        seen = []
+        while ledger is not None:
+            seen.append((ledger.reserved, ledger.settled, ledger.blocked))
+            ledger = ledger.parent
+        return seen
+
+    plain, fast = ledgers(), ledgers()
+    for estimate in ("0.3", "0.3", "0.5", "0.1", "0.3", "0"):
+        expected = plain.reserve(Decimal(estimate))
+        got = fast.try_reserve(Decimal(estimate))
+        if expected.over_limit:
+            assert got is not None
+            assert (got.over_limit, got.blocked, got.committed, got.limit) == (
+                expected.over_limit, expected.blocked, expected.committed, expected.limit
+            )
+        else:
+            assert got is None
+        assert state(fast) == state(plain)
+
+
 def test_run_arguments_are_validated() -> None:
     with pytest.raises(ValueError, match="budget"):
         cognocient_otel.run("a", budget_usd=-1)
