@@ -183,9 +183,11 @@ def send_all(call: grpc.UnaryUnaryMultiCallable, bodies: list[bytes], *, in_flig
 
 
 def expected_decode_workers() -> int:
+    from collector.config import OtlpReceiverConfig
     from collector.decode_pool import workers_for
 
-    return workers_for("auto" if TUNING["decode_workers"] is None else TUNING["decode_workers"])
+    setting = TUNING["decode_workers"]
+    return workers_for(OtlpReceiverConfig().decode_workers if setting is None else setting)
 
 
 def _wait(condition: object, what: str, timeout: float = 30.0) -> None:
@@ -466,7 +468,7 @@ def main() -> None:
     parser.add_argument("--no-plugins", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-workers", type=int, help="receivers.otlp.grpc.max_workers (experiments)")
     parser.add_argument("--decode-workers", type=int,
-                        help="receivers.otlp.decode_workers (default: the collector's, auto)")
+                        help="receivers.otlp.decode_workers (default: the collector's default, 0)")
     args = parser.parse_args()
     TUNING.update(grpc_workers=args.grpc_workers, decode_workers=args.decode_workers)
     if args.serve:

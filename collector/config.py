@@ -65,9 +65,9 @@ class HttpReceiverConfig(_Section):
 class OtlpReceiverConfig(_Section):
     grpc: GrpcReceiverConfig = GrpcReceiverConfig()
     http: HttpReceiverConfig = HttpReceiverConfig()
-    # Processes that decode large protobuf requests (collector/decode_pool.py); 0: decode on the
-    # receiver threads. auto: one per core beyond the collector's own, at most 4.
-    decode_workers: int | str = "auto"
+    # Processes that decode large protobuf requests (collector/decode_pool.py); 0 (default): decode
+    # on the receiver threads. auto: one per core beyond the collector's own, at most 4.
+    decode_workers: int | str = 0
 
     @field_validator("decode_workers", mode="before")
     @classmethod
