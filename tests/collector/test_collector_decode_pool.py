@@ -3,6 +3,7 @@ when a worker dies or the collector is killed."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from collector_harness import get_json, llm_attributes, make_request, make_span, wait_for
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -136,7 +138,13 @@ def test_a_collector_decodes_large_requests_in_its_worker_and_survives_its_death
     _export_big_request(collector.grpc_port, "run-c")
     assert pool.worker_requests == 2
 
-    for run_id in ("run-a", "run-b", "run-c"):
+    spans_of_run = (make_span(llm_attributes("run-http", cost=0.01)) for _ in range(300))
+    answer = httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces",
+                        content=gzip.compress(make_request(*spans_of_run).SerializeToString()),
+                        headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+    assert answer.status_code == 200 and pool.worker_requests == 3  # OTLP/HTTP goes the same way
+
+    for run_id in ("run-a", "run-b", "run-c", "run-http"):
         status, run = get_json(f"http://127.0.0.1:{collector.http_port}/v1/runs/{run_id}")
         assert status == 200 and run["steps"] == 300 and Decimal(str(run["cost_usd"])) == Decimal("3.00")
 
