@@ -31,6 +31,9 @@ T = TypeVar("T")
 CHECKPOINT_INTERVAL_SECONDS = 0.5
 _SQL_VARIABLES = 500
 _PREFETCH_IDS = 16
+# A key's total outlives its last reservation by this much (then the purge forgets it; a key
+# without a total is summed from its reservations, so forgetting one early is never wrong).
+_TOTAL_KEEP_SLACK_SECONDS = 3600.0
 
 # Keyed tables are WITHOUT ROWID: a rowid table with a TEXT primary key is two b-trees (the rows
 # and the key's index), so each write changed two pages; a check writes 5 tables (in-process
@@ -129,6 +132,7 @@ class SqliteLedgerTxn:
         # Key -> (sum of its rows still present, highest expiry of a row), and the totals to write.
         self._totals: dict[str, tuple[Decimal, float]] = {}
         self._dirty_totals: set[str] = set()
+        self._stored: dict[str, tuple[Decimal, float]] = {}  # totals as read from the table
         self._swept: set[str] = set()  # keys whose expired rows this transaction subtracted
 
     # -- one read for a check ------------------------------------------------------------------
@@ -185,6 +189,7 @@ class SqliteLedgerTxn:
         expired: list[tuple[str, str, Decimal]],
     ) -> None:
         """Take `totals` of `keys` as read, sum the rows of keys without one, sweep `expired`."""
+        self._stored.update((key, totals[key]) for key in keys if key in totals)
         missing = [key for key in keys if key not in totals]
         if missing:
             totals.update(dict.fromkeys(missing, (ZERO, 0.0)))
@@ -344,6 +349,7 @@ class SqliteLedgerTxn:
                 )
             # A key without a total row is summed from its rows after the sweep (next read).
             self._totals.update(totals)
+            self._stored.update(totals)
             for rid, key, usd in expired:
                 self._rows.get(rid, {}).pop(key, None)
                 if key in self._totals:
@@ -358,13 +364,27 @@ class SqliteLedgerTxn:
 
     def flush(self) -> None:
         """Write the reserved totals this transaction changed (call before committing)."""
-        if self._dirty_totals:
+        rows = []
+        for key in self._dirty_totals:
+            total, until = self._totals[key]
+            stored = self._stored.get(key)
+            if stored is not None and until <= stored[1]:
+                if total == stored[0]:
+                    continue  # a call settled and the next one reserved as much: nothing changed
+                until = stored[1]
+            else:
+                # Kept past its last reservation's expiry by a slack, so that a key whose total
+                # did not change need not be written for every new reservation's later expiry.
+                until += _TOTAL_KEEP_SLACK_SECONDS
+            rows.append((key, str(total), until))
+            self._stored[key] = self._totals[key] = (total, until)
+        self._dirty_totals.clear()
+        if rows:
             self._db.executemany(
                 "INSERT INTO budget_reserved (key, usd, keep_until) VALUES (?, ?, ?) ON CONFLICT (key) "
                 "DO UPDATE SET usd = excluded.usd, keep_until = MAX(keep_until, excluded.keep_until)",
-                [(key, str(self._totals[key][0]), self._totals[key][1]) for key in self._dirty_totals],
+                rows,
             )
-            self._dirty_totals.clear()
 
     # -- span ids and blocks -------------------------------------------------------------------
     def is_accounted(self, span_id: str) -> bool:
