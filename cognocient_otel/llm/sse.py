@@ -28,6 +28,7 @@ _USAGE_KEY = b'"usage"'
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _FINISH_REASON_KEY = b'"finish_reason"'
 _FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"')
+_PLAIN_FINISH_REASON = re.compile(rb'"finish_reason"\s*:\s*"([A-Za-z0-9_.-]*)"')
 # Occurrences tried from the end of the stream before one forward scan of it all.
 _BACKWARD_TRIES = 8
 _ERROR_EVENT = re.compile(rb'event:[ \t]*error[ \t]*\n|"type"\s*:\s*"error"')
@@ -77,22 +78,33 @@ class SseReader:
 
     # --- per API --------------------------------------------------------------------------------
     def _chat(self, head: bytes, tail: bytes) -> None:
+        # Each JSON parse costs about as much as the rest of this put together, so only the
+        # usage event is parsed: every chunk of a chat stream repeats the model and id, and the
+        # finish reasons are plain identifiers that a pattern reads as well as a parser.
         summary = self.summary
-        first = _event_data(head, head.find(b"data:"))
-        if first is not None:
-            summary._read_identity(first)
         last = tail or head
-        finish = _last_match(_FINISH_REASON, _FINISH_REASON_KEY, last)
-        if finish >= 0:
-            event = _event_data(last, finish)
-            if event is not None:
-                summary._read_choices(event.get("choices"))
+        usage_event = None
         usage_at = _last_match(_USAGE_OBJECT, _USAGE_KEY, last)
         if usage_at >= 0:
-            event = _event_data(last, usage_at)
-            if event is not None and isinstance(event.get("usage"), dict):
-                summary._read_openai_usage(event["usage"])
-                summary.usage_complete = True
+            usage_event = _event_data(last, usage_at)
+        if usage_event is not None and _names_model_and_id(usage_event):
+            summary._read_identity(usage_event)
+        else:
+            first = _event_data(head, head.find(b"data:"))
+            if first is not None:
+                summary._read_identity(first)
+        finish = _last_match(_FINISH_REASON, _FINISH_REASON_KEY, last)
+        if finish >= 0:
+            reasons = _plain_finish_reasons(last, finish)
+            if reasons is not None:
+                summary.finish_reasons = reasons
+            else:
+                event = _event_data(last, finish)
+                if event is not None:
+                    summary._read_choices(event.get("choices"))
+        if usage_event is not None and isinstance(usage_event.get("usage"), dict):
+            summary._read_openai_usage(usage_event["usage"])
+            summary.usage_complete = True
 
     def _responses(self, head: bytes, tail: bytes) -> None:
         summary = self.summary
@@ -162,6 +174,23 @@ def _last_match(pattern: re.Pattern[bytes], literal: bytes, data: bytes) -> int:
     for match in pattern.finditer(data):
         position = match.start()
     return position
+
+
+def _names_model_and_id(event: dict[str, Any]) -> bool:
+    model, response_id = event.get("model"), event.get("id")
+    return isinstance(model, str) and bool(model) and isinstance(response_id, str) and bool(response_id)
+
+
+def _plain_finish_reasons(data: bytes, position: int) -> list[str] | None:
+    """The finish reasons of the event containing `position`, when every `"finish_reason"` in
+    it is a plain string (what parsing the event would give); else None (parse it)."""
+    start = data.rfind(b"\n\n", 0, position)
+    end = data.find(b"\n\n", position)
+    block = data[start + 1 if start >= 0 else 0 : end if end >= 0 else len(data)]
+    reasons = _PLAIN_FINISH_REASON.findall(block)
+    if not reasons or len(reasons) != block.count(_FINISH_REASON_KEY):
+        return None
+    return [reason.decode() for reason in reasons]
 
 
 def _event_data(data: bytes, position: int) -> dict[str, Any] | None:

@@ -88,3 +88,52 @@ def test_long_stream_keeps_head_and_tail(monkeypatch) -> None:
     raw = encode(llm_payloads.openai_chat_stream(long_answer, include_usage=True))
     summary = read("openai.chat", raw, 100)
     assert summary.response_model == "gpt-4o-mini" and summary.output_tokens == 12 and summary.usage_complete
+
+
+def chat_chunk(
+    choices: list[dict], *, model: str = "gpt-4o-mini", response_id: str = "chatcmpl-1", **extra: object
+) -> dict:
+    return {"id": response_id, "object": "chat.completion.chunk", "model": model, "choices": choices, **extra}
+
+
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+def test_chat_identity_comes_from_the_first_event_when_the_usage_event_lacks_it() -> None:
+    raw = encode([
+        (None, chat_chunk([{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}])),
+        (None, chat_chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])),
+        (None, {"choices": [], "usage": USAGE}),
+        (None, "[DONE]"),
+    ])
+    summary = read("openai.chat", raw, len(raw))
+    assert (summary.response_model, summary.response_id) == ("gpt-4o-mini", "chatcmpl-1")
+    assert summary.usage_complete and summary.input_tokens == 7
+
+
+def test_chat_identity_skips_an_anonymous_first_event() -> None:
+    # Azure OpenAI opens with a prompt-filter chunk naming no model and no id.
+    raw = encode([
+        (None, chat_chunk([], model="", response_id="", prompt_filter_results=[])),
+        (None, chat_chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], model="gpt-4o-2024-08-06")),
+        (None, chat_chunk([], model="gpt-4o-2024-08-06", usage=USAGE)),
+    ])
+    summary = read("openai.chat", raw, 9)
+    assert (summary.response_model, summary.response_id) == ("gpt-4o-2024-08-06", "chatcmpl-1")
+
+
+def test_chat_finish_reasons_read_without_parsing_equal_the_parsed_ones() -> None:
+    cases = [
+        ["stop", "length"],
+        ["tool_calls"],
+        # Not plain strings everywhere: the event is parsed instead.
+        ["stop", None],
+        ['odd "quoted" reason'],
+        ["caf\u00e9"],
+    ]
+    for reasons in cases:
+        choices = [{"index": i, "delta": {}, "finish_reason": reason} for i, reason in enumerate(reasons)]
+        raw = encode([(None, chat_chunk(choices)), (None, chat_chunk([], usage=USAGE))])
+        expected = [c["finish_reason"] for c in choices if isinstance(c["finish_reason"], str)]
+        for piece in (3, len(raw)):
+            assert read("openai.chat", raw, piece).finish_reasons == expected, choices
