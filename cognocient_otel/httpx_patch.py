@@ -18,6 +18,7 @@ from wrapt import wrap_function_wrapper
 
 from cognocient_otel.budget.guard import BudgetExceeded
 from cognocient_otel.llm.call import CallTracer, LLMCall, log_failure_once
+from cognocient_otel.llm.headers import content_headers
 from cognocient_otel.llm.jsonio import loads_object
 from cognocient_otel.llm.sse import SseReader
 from cognocient_otel.llm.streams import StreamObserver, stream_classes
@@ -128,7 +129,7 @@ def _after_send(call: LLMCall, response: Any, streamed: bool, traced_stream: typ
         if status_code >= 400:
             call.finish(None, status_code=status_code, streamed=streamed)
             return
-        content_type, content_encoding = _content_headers(response.headers)
+        content_type, content_encoding = content_headers(response.headers)
         # A response built from bytes (mock transports, caches) is read and closed already.
         if streamed and not response.is_closed:
             observer = StreamObserver(
@@ -152,20 +153,3 @@ def _after_send(call: LLMCall, response: Any, streamed: bool, traced_stream: typ
     except Exception as exc:
         log_failure_once("reading an LLM answer", exc)
         call.finish(None, status_code=status_code, streamed=streamed)
-
-
-def _content_headers(headers: Any) -> tuple[str, str]:
-    """`Content-Type` and `Content-Encoding` in one pass over the raw header list.
-
-    `headers.get()` first works out the encoding of every header name and value, then raises
-    and catches a KeyError for a missing one: several times this for an API's twenty headers.
-    """
-    content_type: list[str] = []
-    content_encoding: list[str] = []
-    for key, value in headers.raw:
-        if len(key) == 12 and key.lower() == b"content-type":
-            content_type.append(value.decode("latin-1"))
-        elif len(key) == 16 and key.lower() == b"content-encoding":
-            content_encoding.append(value.decode("latin-1"))
-    # Repeated headers read as httpx joins them.
-    return ", ".join(content_type), ", ".join(content_encoding)

@@ -19,7 +19,7 @@ from typing import Any
 
 from cognocient_otel import semconv as sc
 
-__all__ = ["HeaderRunSteps", "add_cost_headers", "cost_headers"]
+__all__ = ["HeaderRunSteps", "add_cost_headers", "content_headers", "cost_headers"]
 
 _HEADER_RUN_CAPACITY = 4096
 _RUN_HEADER = sc.HEADER_RUN_ID_LOWER.encode()
@@ -27,6 +27,8 @@ _FEATURE_HEADER = sc.HEADER_FEATURE_LOWER.encode()
 _PREFIX = b"x-cost-"
 _COST_KEYS = frozenset((_RUN_HEADER, _FEATURE_HEADER))
 _LOWERED_NAME = itemgetter(1)
+_CONTENT_TYPE = b"content-type"
+_CONTENT_ENCODING = b"content-encoding"
 _RUN_HEADER_NAME = sc.HEADER_RUN_ID.encode()
 _FEATURE_HEADER_NAME = sc.HEADER_FEATURE.encode()
 
@@ -103,6 +105,34 @@ def add_cost_headers(headers: Any, run_id: str | None, feature: str | None, *, r
         items.append((_RUN_HEADER_NAME, _RUN_HEADER, run_id.encode(encoding)))
     if feature is not None:
         items.append((_FEATURE_HEADER_NAME, _FEATURE_HEADER, feature.encode(encoding)))
+
+
+def content_headers(headers: Any) -> tuple[str, str]:
+    """`Content-Type` and `Content-Encoding` of an answer ("" when absent).
+
+    `headers.get()` first works out the encoding of every header name and value, then raises
+    and catches a KeyError for a missing one; a Python loop over the raw list is cheaper, and
+    searching the lowered names in C cheaper still.
+    """
+    items = _header_list(headers)
+    if items is not None:
+        lowered = list(map(_LOWERED_NAME, items))
+        if lowered.count(_CONTENT_TYPE) <= 1 and lowered.count(_CONTENT_ENCODING) <= 1:
+            content_type = content_encoding = ""
+            if _CONTENT_TYPE in lowered:
+                content_type = items[lowered.index(_CONTENT_TYPE)][2].decode("latin-1")
+            if _CONTENT_ENCODING in lowered:
+                content_encoding = items[lowered.index(_CONTENT_ENCODING)][2].decode("latin-1")
+            return content_type, content_encoding
+    types: list[str] = []
+    encodings: list[str] = []
+    for key, value in headers.raw:
+        if len(key) == 12 and key.lower() == _CONTENT_TYPE:
+            types.append(value.decode("latin-1"))
+        elif len(key) == 16 and key.lower() == _CONTENT_ENCODING:
+            encodings.append(value.decode("latin-1"))
+    # Repeated headers read as httpx joins them.
+    return ", ".join(types), ", ".join(encodings)
 
 
 class HeaderRunSteps:

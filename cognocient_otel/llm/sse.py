@@ -60,6 +60,16 @@ class SseReader:
         while len(tail) > 1 and sum(len(c) for c in tail) - len(tail[0]) >= _TAIL_BYTES:
             tail.popleft()
 
+    def feed_all(self, chunks: list[bytes]) -> None:
+        """`feed` each chunk, in one step while the stream is within `_KEEP_BYTES`."""
+        size = self._size + sum(map(len, chunks))
+        if self._tail is None and size <= _KEEP_BYTES:
+            self._size = size
+            self._chunks.extend(chunks)
+            return
+        for chunk in chunks:
+            self.feed(chunk)
+
     def finish(self) -> None:
         head = b"".join(self._chunks)
         tail = b"".join(self._tail) if self._tail is not None else b""

@@ -17,16 +17,23 @@ from cognocient_otel.llm.call import LLMCall, log_failure_once
 from cognocient_otel.llm.sse import SseReader
 from cognocient_otel.llm.usage import JsonBodyReader, ResponseSummary
 
-__all__ = ["StreamObserver", "stream_classes"]
+__all__ = ["FLUSH_EVERY", "StreamObserver", "stream_classes"]
+
+# Chunks held before the readers see them: bounds the memory of a long stream's pending list.
+FLUSH_EVERY = 64
 
 
 class StreamObserver:
     """Reads a copy of the raw body bytes; finishes the call exactly once."""
 
-    __slots__ = ("_call", "_decompress", "_reader", "_status_code", "summary")
+    __slots__ = ("_call", "_decompress", "_reader", "_status_code", "pending", "summary")
 
     def __init__(self, call: LLMCall, *, content_type: str, content_encoding: str, status_code: int) -> None:
         self._call = call
+        # Chunks the stream wrapper appended and `flush()` has not read yet: appending is a C
+        # call per chunk, where calling `feed` per chunk was two Python calls, and the readers
+        # take a batch in C too (`feed_all`).
+        self.pending: list[bytes] = []
         self._status_code = status_code
         self.summary = ResponseSummary()
         api = call.request.api
@@ -55,7 +62,27 @@ class StreamObserver:
             self._reader = None
             log_failure_once("reading a streamed LLM answer", exc)
 
+    def flush(self) -> None:
+        """Read the pending chunks (the wrapper calls this every `FLUSH_EVERY` chunks)."""
+        pending = self.pending
+        if not pending:
+            return
+        chunks = pending[:]
+        pending.clear()
+        reader = self._reader
+        if reader is None:
+            return
+        try:
+            if self._decompress is not None:
+                decompress = self._decompress.decompress
+                chunks = [decompress(chunk) for chunk in chunks]
+            reader.feed_all(chunks)
+        except Exception as exc:
+            self._reader = None
+            log_failure_once("reading a streamed LLM answer", exc)
+
     def end(self, error: BaseException | None = None) -> None:
+        self.flush()
         call = self._call
         try:
             if self._reader is not None:
@@ -79,10 +106,13 @@ def stream_classes(module: Any) -> tuple[type, type]:
 
         def __iter__(self) -> Iterator[bytes]:
             observer = self._observer
-            feed = observer.feed
+            pending = observer.pending
+            append = pending.append
             try:
                 for chunk in self._inner:
-                    feed(chunk)
+                    append(chunk)
+                    if len(pending) >= FLUSH_EVERY:
+                        observer.flush()
                     yield chunk
             except GeneratorExit:
                 observer.end()
@@ -105,10 +135,13 @@ def stream_classes(module: Any) -> tuple[type, type]:
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             observer = self._observer
-            feed = observer.feed
+            pending = observer.pending
+            append = pending.append
             try:
                 async for chunk in self._inner:
-                    feed(chunk)
+                    append(chunk)
+                    if len(pending) >= FLUSH_EVERY:
+                        observer.flush()
                     yield chunk
             except GeneratorExit:
                 observer.end()

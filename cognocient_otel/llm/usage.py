@@ -103,8 +103,13 @@ class ResponseSummary:
 
     def _read_choices(self, choices: Any) -> None:
         if isinstance(choices, list):
-            reasons = [c.get("finish_reason") for c in choices if isinstance(c, dict)]
-            reasons = [r for r in reasons if isinstance(r, str)]
+            # A loop, not comprehensions: usually one choice, and each comprehension is a call.
+            reasons = []
+            for choice in choices:
+                if isinstance(choice, dict):
+                    reason = choice.get("finish_reason")
+                    if isinstance(reason, str):
+                        reasons.append(reason)
             if reasons:
                 self.finish_reasons = reasons
 
@@ -117,8 +122,12 @@ class ResponseSummary:
         self.input_tokens = value if type(value) is int and value > 0 else 0
         value = get("completion_tokens")
         self.output_tokens = value if type(value) is int and value > 0 else 0
-        self.cache_read_tokens = _int(get("prompt_tokens_details"), "cached_tokens")
-        self.reasoning_tokens = _int(get("completion_tokens_details"), "reasoning_tokens")
+        details = get("prompt_tokens_details")
+        value = details.get("cached_tokens") if type(details) is dict else None
+        self.cache_read_tokens = value if type(value) is int and value > 0 else 0
+        details = get("completion_tokens_details")
+        value = details.get("reasoning_tokens") if type(details) is dict else None
+        self.reasoning_tokens = value if type(value) is int and value > 0 else 0
         if "cost" in usage:
             self._read_provider_cost(usage)
 
@@ -176,6 +185,15 @@ class JsonBodyReader:
         self._size += len(chunk)
         if self._size <= _MAX_BUFFERED_BODY:
             self._chunks.append(chunk)
+
+    def feed_all(self, chunks: list[bytes]) -> None:
+        size = self._size + sum(map(len, chunks))
+        if size <= _MAX_BUFFERED_BODY:
+            self._size = size
+            self._chunks.extend(chunks)
+            return
+        for chunk in chunks:
+            self.feed(chunk)
 
     def finish(self) -> None:
         if self._size > _MAX_BUFFERED_BODY or not self._chunks:

@@ -34,6 +34,9 @@ def public_copy(headers):
         def raw(self):
             return self._inner.raw
 
+        def get(self, key, default=None):
+            return self._inner.get(key, default)
+
         def __setitem__(self, key, value):
             self._inner[key] = value
 
@@ -108,3 +111,19 @@ def test_a_headers_class_with_another_layout_uses_the_public_api():
         (b"x-cost-run-id", b"run-1"),
         (b"x-cost-feature", b"search"),
     ]
+
+
+@pytest.mark.parametrize(
+    "answer_headers",
+    [
+        [("Content-Type", "text/event-stream; charset=utf-8"), ("X-Request-Id", "1")],
+        [("content-type", "application/json"), ("CONTENT-ENCODING", "gzip"), ("Date", "today")],
+        [("Date", "today")],
+        [("content-encoding", "gzip"), ("Content-Encoding", "identity"), ("content-type", "a/b")],
+    ],
+)
+def test_content_headers_equal_what_headers_get_gives(module, answer_headers):
+    headers = module.Headers(answer_headers)
+    expected = (headers.get("content-type", ""), headers.get("content-encoding", ""))
+    assert cost.content_headers(headers) == expected
+    assert cost.content_headers(public_copy(headers)) == expected

@@ -151,7 +151,7 @@ def test_usage_null_in_every_chunk_is_not_taken_for_the_usage() -> None:
 def test_content_headers_are_read_in_any_case_and_repeated_ones_joined() -> None:
     import httpx2
 
-    from cognocient_otel.httpx_patch import _content_headers
+    from cognocient_otel.llm.headers import content_headers as _content_headers
 
     headers = httpx2.Headers(
         [(b"Content-Type", b"text/event-stream"), (b"x-request-id", b"1"), (b"CONTENT-ENCODING", b"gzip")]

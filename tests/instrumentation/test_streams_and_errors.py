@@ -15,6 +15,7 @@ import cognocient_otel
 from cognocient_otel import _failures
 from cognocient_otel.llm import usage as usage_module
 from cognocient_otel.llm.sse import SseReader
+from cognocient_otel.llm.usage import ResponseSummary
 from cognocient_otel.testing import LLMServer, ScriptedResponse
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 50}
@@ -193,3 +194,76 @@ def test_sse_reader_handles_split_chunks_and_crlf() -> None:
     reader.finish()
     assert (summary.response_model, summary.input_tokens, summary.output_tokens) == ("claude-x", 7, 12)
     assert summary.usage_complete and summary.finish_reasons == ["end_turn"]
+
+
+class _RecordingCall:
+    """Stands in for an LLMCall: the observer hands it the summary it read."""
+
+    class request:
+        api = "openai.chat"
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[object, bool]] = []
+
+    def finish(self, summary, *, status_code: int, streamed: bool) -> None:
+        self.finished.append((summary, streamed))
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2], ids=["httpx", "httpx2"])
+@pytest.mark.parametrize("encoding", ["", "gzip"])
+@pytest.mark.parametrize("keep_bytes", [None, 3_000])
+def test_long_streams_read_in_batches_give_the_chunk_by_chunk_answer(
+    module, encoding, keep_bytes, monkeypatch
+) -> None:
+    from cognocient_otel.llm import sse as sse_module
+    from cognocient_otel.llm.streams import FLUSH_EVERY, StreamObserver, stream_classes
+
+    if keep_bytes is not None:  # past it, only the head and a bounded tail are kept
+        monkeypatch.setattr(sse_module, "_KEEP_BYTES", keep_bytes)
+        monkeypatch.setattr(sse_module, "_TAIL_BYTES", 1_000)
+    events = [
+        {"id": "c1", "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": f"w{i}"}}]}
+        for i in range(5 * FLUSH_EVERY)
+    ]
+    last = {"id": "c1", "model": "gpt-4o-mini"}
+    events.append(dict(last, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    events.append(dict(last, choices=[], usage={"prompt_tokens": 9, "completion_tokens": 4}))
+    raw = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    expected = ResponseSummary()
+    reader = SseReader("openai.chat", expected)
+    for i in range(0, len(raw), 50):
+        reader.feed(raw[i : i + 50])
+    reader.finish()
+
+    body = gzip.compress(raw) if encoding else raw
+    chunks = [body[i : i + 50] for i in range(0, len(body), 50)]
+    call = _RecordingCall()
+    observer = StreamObserver(
+        call, content_type="text/event-stream", content_encoding=encoding, status_code=200  # type: ignore[arg-type]
+    )
+    traced_stream, _ = stream_classes(module)
+    assert b"".join(traced_stream(iter(chunks), observer)) == body
+    [(summary, streamed)] = call.finished
+    assert streamed
+    compared = ("response_model", "response_id", "finish_reasons", "input_tokens", "output_tokens")
+    for name in compared:
+        assert getattr(summary, name) == getattr(expected, name), name
+    assert summary.usage_complete and expected.usage_complete and summary.finish_reasons == ["stop"]
+
+
+def test_a_stream_closed_between_batches_reads_what_was_pending() -> None:
+    from cognocient_otel.llm.streams import FLUSH_EVERY, StreamObserver, stream_classes
+
+    first = {"id": "c1", "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": "a"}}]}
+    chunks = [b"data: " + json.dumps(first).encode() + b"\n\n"] * (FLUSH_EVERY + 3)
+    call = _RecordingCall()
+    observer = StreamObserver(
+        call, content_type="text/event-stream", content_encoding="", status_code=200  # type: ignore[arg-type]
+    )
+    stream = stream_classes(httpx2)[0]((chunk for chunk in chunks), observer)
+    iterator = iter(stream)
+    for _ in range(FLUSH_EVERY + 2):
+        next(iterator)
+    stream.close()
+    [(summary, _)] = call.finished
+    assert summary.response_model == "gpt-4o-mini" and not summary.usage_complete
