@@ -10,7 +10,8 @@ from opentelemetry import trace
 if TYPE_CHECKING:
     from cognocient_otel.budget.guard import BudgetGuard
 
-_INSTRUMENTATION_NAME = "cognocient_otel"
+# The tracer name of every span this package starts.
+INSTRUMENTATION_NAME = "cognocient_otel"
 _tracer: trace.Tracer | None = None
 _guards: tuple[BudgetGuard, ...] = ()
 
@@ -21,7 +22,7 @@ def set_tracer(tracer: trace.Tracer | None) -> None:
 
 
 def tracer() -> trace.Tracer:
-    return _tracer if _tracer is not None else trace.get_tracer(_INSTRUMENTATION_NAME)
+    return _tracer if _tracer is not None else trace.get_tracer(INSTRUMENTATION_NAME)
 
 
 def set_guards(guards: tuple[BudgetGuard, ...]) -> None:

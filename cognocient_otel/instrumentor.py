@@ -56,7 +56,7 @@ class CognocientInstrumentor(BaseInstrumentor):
             kwargs.get("default_max_output_tokens", defaults.default_max_output_tokens)
         )
         ensure_run_processor(tracer_provider if tracer_provider is not None else trace.get_tracer_provider())
-        tracer = trace.get_tracer("cognocient_otel", _VERSION, tracer_provider)
+        tracer = trace.get_tracer(_state.INSTRUMENTATION_NAME, _VERSION, tracer_provider)
         _state.set_tracer(tracer)
         guards = (RunBudgetGuard(), *extra_guards)
         _state.set_guards(guards)

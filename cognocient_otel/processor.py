@@ -11,6 +11,7 @@ from opentelemetry import context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from cognocient_otel import semconv as sc
+from cognocient_otel._state import INSTRUMENTATION_NAME
 from cognocient_otel.runs import run_id_from_context
 
 __all__ = ["RunAttributesSpanProcessor", "ensure_run_processor"]
@@ -23,6 +24,11 @@ class RunAttributesSpanProcessor(SpanProcessor):
     """
 
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == INSTRUMENTATION_NAME:
+            # Our own spans (runs, LLM calls) start with the run id when there is one, found
+            # from the same run, header or baggage: nothing to add, and a cheaper test.
+            return
         attributes = span.attributes
         if attributes is not None and sc.COGNOCIENT_RUN_ID in attributes:
             return

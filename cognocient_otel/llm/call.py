@@ -105,17 +105,18 @@ class CallTracer:
             run_id = header_run_id or _baggage_value(sc.BAGGAGE_RUN_ID)
             feature = header_feature or (_baggage_value(sc.BAGGAGE_FEATURE) if run_id else None)
             agent = None
-        known_provider = self.providers.resolve(url.host, url.port)
+        host, port = url.host, url.port  # properties that work each value out again when read
+        known_provider = self.providers.resolve(host, port)
         provider = known_provider or llm_request.api_family
         model = llm_request.model
         attributes: dict[str, Any] = {
             sc.GEN_AI_OPERATION_NAME: llm_request.operation,
             sc.GEN_AI_PROVIDER_NAME: provider,
             sc.GEN_AI_REQUEST_MODEL: model,
-            sc.SERVER_ADDRESS: url.host,
+            sc.SERVER_ADDRESS: host,
         }
-        if url.port is not None:
-            attributes[sc.SERVER_PORT] = url.port
+        if port is not None:
+            attributes[sc.SERVER_PORT] = port
         if llm_request.max_output_tokens is not None:
             attributes[sc.GEN_AI_REQUEST_MAX_TOKENS] = llm_request.max_output_tokens
         if llm_request.stream:

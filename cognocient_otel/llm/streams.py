@@ -26,7 +26,7 @@ FLUSH_EVERY = 64
 class StreamObserver:
     """Reads a copy of the raw body bytes; finishes the call exactly once."""
 
-    __slots__ = ("_call", "_decompress", "_reader", "_status_code", "pending", "summary")
+    __slots__ = ("_call", "_decompress", "_ended", "_reader", "_status_code", "pending", "summary")
 
     def __init__(self, call: LLMCall, *, content_type: str, content_encoding: str, status_code: int) -> None:
         self._call = call
@@ -35,6 +35,7 @@ class StreamObserver:
         # take a batch in C too (`feed_all`).
         self.pending: list[bytes] = []
         self._status_code = status_code
+        self._ended = False  # a stream read to its end is closed too: the second end() is a no-op
         self.summary = ResponseSummary()
         api = call.request.api
         self._reader: SseReader | JsonBodyReader | None = (
@@ -82,6 +83,9 @@ class StreamObserver:
             log_failure_once("reading a streamed LLM answer", exc)
 
     def end(self, error: BaseException | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
         self.flush()
         call = self._call
         try:
