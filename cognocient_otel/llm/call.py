@@ -31,6 +31,7 @@ from cognocient_otel.budget.guard import (
 from cognocient_otel.llm.headers import HeaderRunSteps, add_cost_headers, cost_headers
 from cognocient_otel.llm.providers import ProviderResolver
 from cognocient_otel.llm.requests import LLMRequest, match_path, read_request
+from cognocient_otel.llm.span_attributes import add_clean_attributes
 from cognocient_otel.llm.usage import ResponseSummary
 from cognocient_otel.pricing import ModelRate, PriceBook, consistent_counts
 from cognocient_otel.runs import RUN_CONTEXT_KEY, Run, _baggage_value
@@ -347,7 +348,7 @@ class LLMCall:
                 cost = rate.cost_of(input_tokens, output_tokens, cache_read, cache_write, reasoning)
                 source = sc.COST_SOURCE_PRICE_TABLE
         if span.is_recording():
-            # One set_attributes call: each set_attribute takes the span's lock again.
+            # Values as the SDK stores them (a tuple, not a list): no cleaning needed.
             answer: dict[str, Any] = {
                 sc.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
                 sc.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
@@ -362,7 +363,7 @@ class LLMCall:
             if summary.response_id:
                 answer[sc.GEN_AI_RESPONSE_ID] = summary.response_id
             if summary.finish_reasons:
-                answer[sc.GEN_AI_RESPONSE_FINISH_REASONS] = summary.finish_reasons
+                answer[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(summary.finish_reasons)
             if cache_read:
                 answer[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read
             if cache_write:
@@ -372,7 +373,7 @@ class LLMCall:
             if summary.error_type:
                 answer[sc.ERROR_TYPE] = summary.error_type
                 span.set_status(Status(StatusCode.ERROR, summary.error_type))
-            span.set_attributes(answer)
+            add_clean_attributes(span, answer)
         if not summary.usage_complete:
             # Usage unknown (stream cut short): settle at least the reservation, never less.
             return max(cost, estimate)
