@@ -97,17 +97,21 @@ class SseReader:
         usage_at = _last_match(_USAGE_OBJECT, _USAGE_KEY, last)
         if usage_at >= 0:
             usage_event = _event_data(last, usage_at)
-        if usage_event is not None and _names_model_and_id(usage_event):
-            summary._read_identity(usage_event)
+        model = usage_event.get("model") if usage_event is not None else None
+        response_id = usage_event.get("id") if usage_event is not None else None
+        if isinstance(model, str) and model and isinstance(response_id, str) and response_id:
+            summary.response_model = model
+            if summary.response_id is None:
+                summary.response_id = response_id
         else:
             first = _event_data(head, head.find(b"data:"))
             if first is not None:
                 summary._read_identity(first)
         finish = _last_match(_FINISH_REASON, _FINISH_REASON_KEY, last)
         if finish >= 0:
-            reasons = _plain_finish_reasons(last, finish)
-            if reasons is not None:
-                summary.finish_reasons = reasons
+            reason = _plain_finish_reason(last, finish)
+            if reason is not None:
+                summary.finish_reasons = [reason]
             else:
                 event = _event_data(last, finish)
                 if event is not None:
@@ -186,21 +190,17 @@ def _last_match(pattern: re.Pattern[bytes], literal: bytes, data: bytes) -> int:
     return position
 
 
-def _names_model_and_id(event: dict[str, Any]) -> bool:
-    model, response_id = event.get("model"), event.get("id")
-    return isinstance(model, str) and bool(model) and isinstance(response_id, str) and bool(response_id)
-
-
-def _plain_finish_reasons(data: bytes, position: int) -> list[str] | None:
-    """The finish reasons of the event containing `position`, when every `"finish_reason"` in
-    it is a plain string (what parsing the event would give); else None (parse it)."""
-    start = data.rfind(b"\n\n", 0, position)
-    end = data.find(b"\n\n", position)
-    block = data[start + 1 if start >= 0 else 0 : end if end >= 0 else len(data)]
-    reasons = _PLAIN_FINISH_REASON.findall(block)
-    if not reasons or len(reasons) != block.count(_FINISH_REASON_KEY):
+def _plain_finish_reason(data: bytes, position: int) -> str | None:
+    """The finish reason at `position` when it is a plain identifier and the only one in its
+    event (what parsing the event would give); else None (parse it)."""
+    match = _PLAIN_FINISH_REASON.match(data, position)
+    if match is None:
         return None
-    return [reason.decode() for reason in reasons]
+    start = data.rfind(b"\n\n", 0, position) + 1
+    end = data.find(b"\n\n", position)
+    if data.count(_FINISH_REASON_KEY, start, end if end >= 0 else len(data)) != 1:
+        return None
+    return match.group(1).decode()
 
 
 def _event_data(data: bytes, position: int) -> dict[str, Any] | None:
