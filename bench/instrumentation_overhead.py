@@ -174,20 +174,14 @@ def budget_decision_benchmark(iterations: int) -> None:
             price_book.cost(model="gpt-4o-mini", usage=usage, provider="openai")
 
         def budget_decision() -> None:
-            # What the hot path does per call: price the estimate, reserve it, settle the cost.
-            estimate = price_book.cost(model="gpt-4o-mini", usage=usage, provider="openai").usd
+            # What the hot path (LLMCall.plan and _settle) does per call: price the estimate
+            # with the model's cached rate, reserve it, settle the cost.
+            rate = price_book.rate(model="gpt-4o-mini", provider="openai")
+            assert rate is not None
+            estimate = rate.cost_of(250, 20)
             planned = PlannedCall(
-                run_id=run.id,
-                feature=None,
-                agent="budget-bench",
-                span_id="00f067aa0ba902b7",
-                model="gpt-4o-mini",
-                provider="openai",
-                operation="chat",
-                estimated_input_tokens=250,
-                estimated_output_tokens=20,
-                estimated_cost_usd=estimate,
-                run=run,
+                run.id, None, "budget-bench", "00f067aa0ba902b7", "gpt-4o-mini", "openai", "chat",
+                250, 20, estimate, run,
             )
             guard.before_call(planned)
             guard.after_call(planned, estimate)
