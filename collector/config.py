@@ -66,7 +66,7 @@ class OtlpReceiverConfig(_Section):
     grpc: GrpcReceiverConfig = GrpcReceiverConfig()
     http: HttpReceiverConfig = HttpReceiverConfig()
     # Processes that decode large protobuf requests (collector/decode_pool.py); 0 (default): decode
-    # on the receiver threads. auto: one per core beyond the collector's own, at most 4.
+    # on the receiver threads. auto: one per core, at most 4 (none on a single core).
     decode_workers: int | str = 0
 
     @field_validator("decode_workers", mode="before")

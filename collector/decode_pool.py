@@ -50,11 +50,15 @@ _LABEL_POSITIONS = tuple(_FIELDS.index(name) for name in (
 
 
 def workers_for(setting: int | str, cpu_count: int | None = None) -> int:
-    """`auto`: one worker per core beyond the collector's own, at most 4; else the number given."""
+    """`auto`: one worker per core, at most 4, none on a single core; else the number given.
+
+    One per core rather than per spare core: while a worker decodes, the collector process is
+    often waiting on its GIL or on SQLite, and on 2 cores 2 workers measured faster than one
+    (docs/collector.md "Decode worker processes")."""
     if setting != "auto":
         return int(setting)
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-    return max(0, min(4, cores - 1))
+    return 0 if cores < 2 else min(4, cores)
 
 
 def _exit_with_collector(collector_pid: int, poll_seconds: float = 0.5) -> None:

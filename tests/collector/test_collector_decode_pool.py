@@ -110,8 +110,8 @@ def test_small_bodies_stay_on_the_receiver_thread() -> None:
 
 
 @pytest.mark.parametrize(("setting", "cores", "workers"), [
-    ("auto", 1, 0), ("auto", 2, 1), ("auto", 8, 4), (0, 8, 0), (3, 1, 3)])
-def test_auto_takes_one_worker_per_spare_core_up_to_four(setting: Any, cores: int, workers: int) -> None:
+    ("auto", 1, 0), ("auto", 2, 2), ("auto", 8, 4), (0, 8, 0), (3, 1, 3)])
+def test_auto_takes_a_worker_per_core_up_to_four_none_on_one(setting: Any, cores: int, workers: int) -> None:
     assert workers_for(setting, cores) == workers
 
 
