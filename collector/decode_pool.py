@@ -33,7 +33,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
-from collector.decode import decode_request, parse_protobuf
+from collector.decode import MalformedRequest, decode_request, parse_protobuf
 from collector.model import SpanBatch, SpanRecord
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class DecodePool:
         try:
             tasks = [executor.submit(os.getpid) for _ in range(self.workers)]
             pids = {task.result() for task in tasks}
-        except (BrokenExecutor, RuntimeError) as error:
+        except Exception as error:  # e.g. no forkserver socket can be made here: decode in-thread
             logger.warning("decode worker processes did not start: %s", error,
                            extra={"event": "decode_pool.failed"})
             return
@@ -238,10 +238,13 @@ class DecodePool:
         if self._ready and executor is not None and len(body) >= self.min_body_bytes:
             try:
                 payload = executor.submit(decode_in_worker, body, transport).result()
+            except MalformedRequest:
+                raise
             except BrokenExecutor:
                 self._replace_broken(executor)
-            except RuntimeError:  # submitted while the pool shuts down
-                pass
+            except Exception:  # shutting down, or a worker-side failure: the thread decodes it
+                logger.warning("a decode worker failed a request; decoding it on the receiver thread",
+                               exc_info=True, extra={"event": "decode_pool.fallback"})
             else:
                 with self._lock:
                     self.worker_requests += 1
