@@ -39,6 +39,9 @@ from collector.model import SpanBatch, SpanRecord
 logger = logging.getLogger(__name__)
 
 MIN_BODY_BYTES = 64 * 1024  # about 80 LLM spans: below it, the worker round trip does not pay
+# A worker that takes longer than this (a 16 MiB request decodes in about a second) is not waited
+# for: the receiver thread decodes the request itself.
+WORKER_TIMEOUT_SECONDS = 30.0
 
 _FIELDS = tuple(f.name for f in fields(SpanRecord))
 _row = attrgetter(*_FIELDS)
@@ -237,12 +240,12 @@ class DecodePool:
         executor = self._executor
         if self._ready and executor is not None and len(body) >= self.min_body_bytes:
             try:
-                payload = executor.submit(decode_in_worker, body, transport).result()
+                payload = executor.submit(decode_in_worker, body, transport).result(WORKER_TIMEOUT_SECONDS)
             except MalformedRequest:
                 raise
             except BrokenExecutor:
                 self._replace_broken(executor)
-            except Exception:  # shutting down, or a worker-side failure: the thread decodes it
+            except Exception:  # shutting down, timed out, or failed in the worker: the thread decodes it
                 logger.warning("a decode worker failed a request; decoding it on the receiver thread",
                                exc_info=True, extra={"event": "decode_pool.fallback"})
             else:
