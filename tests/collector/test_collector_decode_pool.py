@@ -169,3 +169,16 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_a_request_the_worker_is_slow_to_decode_is_decoded_on_the_thread(
+    pool: DecodePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("collector.decode_pool.WORKER_TIMEOUT_SECONDS", 0.0)  # never waited for
+    body = random_request(random.Random(3), 60)
+    before = pool.worker_requests
+    batch = pool.decode(body, "grpc")
+    expected = decode_request(parse_protobuf(body), transport="grpc")
+    assert pool.worker_requests == before
+    assert [r.dedup_key for r in batch.records] == [r.dedup_key for r in expected.records]
+    assert batch.records[0].raw.__class__ is tuple  # decoded here, not unpacked from a worker
