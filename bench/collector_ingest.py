@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -190,9 +191,9 @@ def expected_decode_workers() -> int:
     return workers_for(OtlpReceiverConfig().decode_workers if setting is None else setting)
 
 
-def _wait(condition: object, what: str, timeout: float = 30.0) -> None:
+def _wait(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.05)

@@ -31,8 +31,8 @@ import yaml
 
 __all__ = [
     "CollectorProcess", "CollectorStartError", "ProcessStartError",
-    "free_port", "process_tree", "stop_process", "tree_cpu_seconds", "tree_pss_bytes", "tree_rss_bytes",
-    "wait_until_ready", "write_config",
+    "free_port", "process_tree", "stat_fields", "stop_process",
+    "tree_cpu_seconds", "tree_pss_bytes", "tree_rss_bytes", "wait_until_ready", "write_config",
 ]
 
 LOG_TAIL_CHARS = 4000
@@ -231,15 +231,27 @@ def _ready_entry(log_path: Path, offset: int) -> dict[str, Any] | None:
 # -- a process and its descendants (Linux /proc): what the collector costs, decode workers included --
 
 
+def _proc_text(pid: int | str, name: str) -> str:
+    """`/proc/<pid>/<name>`, or "" when the process has ended (or never was)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text()
+    except OSError:
+        return ""
+
+
+def stat_fields(pid: int | str) -> list[str]:
+    """The fields of `/proc/<pid>/stat` after the command name: [state, ppid, ...]; [] once it ended."""
+    _, _, after_name = _proc_text(pid, "stat").rpartition(")")
+    return after_name.split()
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and every live descendant of it."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended while we looked
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = stat_fields(entry.name)
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     tree, pending = [], [pid]
     while pending:
         current = pending.pop()
@@ -250,35 +262,26 @@ def process_tree(pid: int) -> list[int]:
 
 def tree_cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time the processes `pids` have used so far (ended ones count 0)."""
-    total = 0
+    ticks = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        fields = stat_fields(pid)
+        if fields:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def tree_rss_bytes(pids: list[int]) -> int:
     """Resident memory of the processes `pids` (pages shared between them are counted in each)."""
-    total = 0
-    for pid in pids:
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            continue
-    return total
+    pages = sum(int(statm.split()[1]) for statm in (_proc_text(pid, "statm") for pid in pids) if statm)
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def tree_pss_bytes(pids: list[int]) -> int:
     """Proportional set size of the processes `pids`: each shared page divided among its sharers,
     so the sum is the memory the tree really takes (RSS counts a page in every process mapping it)."""
-    total = 0
-    for pid in pids:
-        try:
-            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-        except OSError:
-            continue
-        total += sum(int(line.split()[1]) * 1024 for line in lines if line.startswith("Pss:"))
-    return total
+    return sum(
+        int(line.split()[1]) * 1024
+        for pid in pids
+        for line in _proc_text(pid, "smaps_rollup").splitlines()
+        if line.startswith("Pss:")
+    )

@@ -30,34 +30,10 @@ def _random_usage(rng: random.Random) -> TokenUsage:
     )
 
 
-def test_fast_path_equals_calc_price_for_every_model_in_the_snapshot():
-    book = PriceBook()
-    rng = random.Random(7)
-    compared = 0
-    for provider in get_snapshot().providers:
-        for model in provider.models:
-            for _ in range(3):
-                usage = _random_usage(rng)
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        expected = calc_price(
-                            usage.as_genai_prices(), model_ref=model.id, provider_id=provider.id
-                        )
-                except (LookupError, ValueError):
-                    continue  # models priced by units other than tokens (audio hours, pages)
-                got = book.cost(model=model.id, usage=usage, provider=provider.id)
-                assert got.usd == expected.total_price, (provider.id, model.id, usage)
-                assert got.source == "price_table"
-                compared += 1
-    assert compared > 5000
-
-
-def test_rate_cost_of_equals_calc_price_for_every_model_in_the_snapshot():
-    """The per-call path prices plain counts with `PriceBook.rate`: same answer, to the digit."""
-    book = PriceBook()
-    rng = random.Random(11)
-    compared = 0
+def _usages_priced_by_calc_price(seed: int):
+    """(provider id, model id, usage, genai-prices' price) for 3 random usages of every model in the
+    snapshot priced by tokens (models priced by audio hours or pages are skipped)."""
+    rng = random.Random(seed)
     for provider in get_snapshot().providers:
         for model in provider.models:
             for _ in range(3):
@@ -70,14 +46,33 @@ def test_rate_cost_of_equals_calc_price_for_every_model_in_the_snapshot():
                         )
                 except (LookupError, ValueError):
                     continue
-                rate = book.rate(model=model.id, provider=provider.id)
-                assert rate is not None, (provider.id, model.id)
-                got = rate.cost_of(
-                    usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
-                    usage.cache_write_tokens, usage.reasoning_tokens,
-                )
-                assert got == expected.total_price, (provider.id, model.id, usage)
-                compared += 1
+                yield provider.id, model.id, usage, expected.total_price
+
+
+def test_fast_path_equals_calc_price_for_every_model_in_the_snapshot():
+    book = PriceBook()
+    compared = 0
+    for provider, model, usage, expected in _usages_priced_by_calc_price(seed=7):
+        got = book.cost(model=model, usage=usage, provider=provider)
+        assert got.usd == expected, (provider, model, usage)
+        assert got.source == "price_table"
+        compared += 1
+    assert compared > 5000
+
+
+def test_rate_cost_of_equals_calc_price_for_every_model_in_the_snapshot():
+    """The per-call path prices plain counts with `PriceBook.rate`: same answer, to the digit."""
+    book = PriceBook()
+    compared = 0
+    for provider, model, usage, expected in _usages_priced_by_calc_price(seed=11):
+        rate = book.rate(model=model, provider=provider)
+        assert rate is not None, (provider, model)
+        got = rate.cost_of(
+            usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+            usage.cache_write_tokens, usage.reasoning_tokens,
+        )
+        assert got == expected, (provider, model, usage)
+        compared += 1
     assert compared > 5000
 
 
