@@ -90,7 +90,7 @@ class GrpcServer:
 
     def _export(self, body: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
         receiver = self.receiver
-        outcome = receiver.export_protobuf(body, "grpc")
+        outcome = receiver.export_body(body, "grpc")
         stats = receiver.stats
         if outcome.kind == "ok":
             stats.requests.inc(("grpc", "OK"))

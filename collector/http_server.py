@@ -27,7 +27,6 @@ from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 
 from collector.config import split_endpoint
-from collector.decode import MalformedRequest, parse_json
 from collector.receiver import ExportOutcome, TraceReceiver
 
 logger = logging.getLogger(__name__)
@@ -173,15 +172,7 @@ class HttpServer:
         if content_type not in (PROTOBUF, JSON):
             stats.requests.inc(("http", "415"))
             return HttpResponse.error(415, "Content-Type must be application/x-protobuf or application/json")
-        if content_type == PROTOBUF:
-            outcome = self.receiver.export_protobuf(request.body, "http")
-        else:
-            try:
-                request_message = parse_json(request.body)
-            except MalformedRequest as error:
-                outcome = self.receiver.refuse("http", "malformed", str(error))
-            else:
-                outcome = self.receiver.export(request_message, "http")
+        outcome = self.receiver.export_body(request.body, "http", json=content_type == JSON)
         response = _otlp_response(outcome, content_type)
         stats.requests.inc(("http", str(response.status)))
         return response

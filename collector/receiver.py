@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
 )
 
-from collector.decode import MalformedRequest, decode_request
+from collector.decode import MalformedRequest, decode_request, parse_json
 from collector.decode_pool import DecodePool
 from collector.ingest import Ingest, Overloaded, ShuttingDown
 from collector.model import SpanBatch
@@ -66,21 +66,16 @@ class TraceReceiver:
         self.stats.spans_rejected.inc((transport, kind))
         return ExportOutcome(kind, message)
 
-    def export_protobuf(self, body: bytes, transport: str) -> ExportOutcome:
-        """A protobuf request body: parsed and decoded (in a worker process when that pays), queued."""
+    def export_body(self, body: bytes, transport: str, *, json: bool = False) -> ExportOutcome:
+        """A request body, protobuf (decoded in a worker process when that pays) or OTLP/JSON
+        (decoded here): refused if malformed, else queued and answered after its commit."""
         try:
-            batch = self.decoder.decode(body, transport)
+            if json:
+                batch = decode_request(parse_json(body), transport=transport)
+            else:
+                batch = self.decoder.decode(body, transport)
         except MalformedRequest as error:
             return self.refuse(transport, "malformed", str(error))
-        except Exception:  # a decoder bug must not take the request thread down with a traceback
-            logger.exception("decoding an export request failed", extra={"event": "decode.failed"})
-            return ExportOutcome("internal", "the collector could not decode the request")
-        return self._export_batch(batch, transport)
-
-    def export(self, request: Any, transport: str) -> ExportOutcome:
-        """An already parsed request (`collector.decode.parse_json`'s), decoded here and queued."""
-        try:
-            batch = decode_request(request, transport=transport)
         except Exception:  # a decoder bug must not take the request thread down with a traceback
             logger.exception("decoding an export request failed", extra={"event": "decode.failed"})
             return ExportOutcome("internal", "the collector could not decode the request")
