@@ -219,17 +219,9 @@ class _LibraryRate:
     def cost(self, usage: TokenUsage) -> Decimal:
         return self.model_price.calc_price(usage.as_genai_prices())["total_price"]
 
-    def cost_of(
-        self,
-        input_tokens: int,
-        output_tokens: int,
-        cache_read_tokens: int = 0,
-        cache_write_tokens: int = 0,
-        reasoning_tokens: int = 0,
-    ) -> Decimal:
-        return self.cost(
-            TokenUsage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
-        )
+    def cost_of(self, *counts: int) -> Decimal:
+        """Same arguments as `_LinearRate.cost_of` (input, output, cache read, cache write, reasoning)."""
+        return self.cost(TokenUsage(*counts))
 
 
 _Rate = _LinearRate | _LibraryRate
