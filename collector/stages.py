@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
+from collections.abc import Iterable
 from decimal import Decimal
-from itertools import repeat
-from operator import attrgetter
+from pathlib import Path
 
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from collector import attributes as attr
@@ -16,17 +17,34 @@ from collector.rollup import ACTIVE, EXPIRED, FINISHED, RunRollup
 from collector.stats import UNKNOWN, CollectorStats
 from collector.store import Store, UnitOfWork
 
-_INSERT_RECENT = "INSERT INTO spans_recent (k, t) VALUES (?, ?)"
 # Recent marks are moved into `spans_seen` once this many have committed: the move inserts them
 # in key order, so each page of `spans_seen` it touches is written once for many marks, not once
 # per mark. The keys are held in memory meanwhile (about 6 MB at the limit).
 SETTLE_AFTER = 50_000
-_SETTLE = (
-    "INSERT OR IGNORE INTO spans_seen (k, t) SELECT k, t FROM spans_recent ORDER BY k",
-    "DELETE FROM spans_recent",
+# The keys of a block (one bound BLOB: `width`-byte keys, end to end) as rows, for SQLite to look
+# up or insert in C: one statement and one bound value per block instead of one per key, so the
+# writer holds the GIL for a few microseconds a batch rather than a few per span.
+_BLOCK_KEYS = (
+    "WITH RECURSIVE offset(i) AS (SELECT 0 UNION ALL SELECT i + ?2 FROM offset WHERE i + ?2 < length(?1)) "
 )
-_SQL_VARIABLES = 500
-_DEDUP_KEY = attrgetter("dedup_key")
+_FIND_SEEN = _BLOCK_KEYS + "SELECT s.k FROM offset JOIN spans_seen s ON s.k = substr(?1, offset.i + 1, ?2)"
+_SETTLE_BLOCK = (
+    _BLOCK_KEYS + "INSERT OR IGNORE INTO spans_seen (k, t) SELECT substr(?1, i + 1, ?2), ?3 FROM offset"
+)
+_INSERT_BLOCK = "INSERT INTO spans_recent_blocks (keys, width, t) VALUES (?, ?, ?)"
+
+
+def blocks(keys: Iterable[bytes], *, in_order: bool = False) -> dict[int, bytes]:
+    """Keys grouped by length (the decoders' keys are all 32 bytes), each group joined; sorted
+    when `in_order`, so that neighbouring look-ups and inserts touch the same pages of `spans_seen`."""
+    by_width: dict[int, list[bytes]] = {}
+    for key in keys:
+        by_width.setdefault(len(key), []).append(key)
+    return {width: b"".join(sorted(group) if in_order else group) for width, group in by_width.items()}
+
+
+def split_block(keys: bytes, width: int) -> list[bytes]:
+    return [keys[offset:offset + width] for offset in range(0, len(keys), width)]
 
 
 class DedupStage(Stage):
@@ -35,13 +53,19 @@ class DedupStage(Stage):
     Marks live in two tables, both written in the batch's transaction (a span is marked exactly
     when its effect commits, and the marks survive kill -9 like the rollups):
 
-    * `spans_recent`: the marks of the latest batches, appended in arrival order (a rowid table
-      without an index), so a commit writes the few pages at its end however large it grows.
-      Their keys are also held in memory (`_recent`, loaded from the table at start), which is
-      where a re-delivery of a recent span is found.
+    * `spans_recent_blocks`: the marks of the latest batches, one row per batch (the batch's new
+      keys joined into one BLOB), appended in arrival order, so a commit writes the few pages at
+      its end. Their keys are also held in memory (`_recent`, loaded from the table at start),
+      which is where a re-delivery of a recent span is found.
     * `spans_seen`: every older mark, keyed by the mark (start time + ids). A batch only reads it
-      (one indexed lookup per new key). Once `settle_after` recent marks have committed, they
-      are moved there in one statement, in key order, inside a batch's transaction.
+      (one indexed lookup per key, all in one statement). Once `settle_after` recent marks have
+      committed, they are moved there in key order, inside a batch's transaction.
+
+    The look-up in `spans_seen` is done ahead of the writer (`prepare`, on the receiver's thread,
+    through a read-only connection of that thread: WAL readers do not wait for the writer), so
+    it runs in parallel with the writer's work. Its answer stays true until the next move of
+    recent marks into `spans_seen` (a key that was not there could arrive only that way), so
+    `process` uses it if no move has committed since (`_moves`), and looks up again otherwise.
 
     Marking the keys straight into `spans_seen` dirtied one page per span at random places of
     the index (spans start at any time within the last minute or so), so the commit wrote more
@@ -58,21 +82,47 @@ class DedupStage(Stage):
         self.settle_after = settle_after
         self._last_stamp = 0
         self._conn: sqlite3.Connection | None = None  # the store `_recent` was loaded from
-        self._recent: set[bytes] = set()  # keys of the committed rows of spans_recent
+        self._recent: set[bytes] = set()  # keys of the committed rows of spans_recent_blocks
         self._pending: set[bytes] = set()  # keys marked in the open transaction
         self._pending_uow: UnitOfWork | None = None
+        self._moves = 0  # committed moves of recent marks into spans_seen (and store changes)
+        self._read_uri: str | None = None  # the store, opened read-only, for `prepare`
+        self._readers = threading.local()  # each receiver thread's read connection
 
     def setup(self, store: Store) -> None:
         self._load(store.conn)
+        if store.path not in ("", ":memory:"):  # a private database has no other connection
+            self._read_uri = Path(store.path).resolve().as_uri() + "?mode=ro"
 
     def _load(self, conn: sqlite3.Connection) -> None:
+        if self._conn is not None:  # another store: what was prepared against the old one is void
+            self._read_uri = None
+        self._moves += 1
         self._conn = conn
-        self._recent = {row[0] for row in conn.execute("SELECT k FROM spans_recent")}
+        self._recent = set()
+        for keys, width in conn.execute("SELECT keys, width FROM spans_recent_blocks"):
+            self._recent.update(split_block(keys, width))
 
     def _stamp(self, now: float) -> int:
         stamp = max(int(now * 1_000_000), self._last_stamp + 1)
         self._last_stamp = stamp
         return stamp
+
+    def prepare(self, batch: SpanBatch) -> None:
+        uri = self._read_uri
+        if uri is None or not batch.records:
+            return
+        moves = self._moves  # read before looking: a move committed after this voids the answer
+        try:
+            reader = getattr(self._readers, "connection", None)
+            if reader is None:
+                reader = self._readers.connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            keys_by_width = blocks((record.dedup_key for record in batch.records), in_order=True)
+            found = {seen for width, keys in keys_by_width.items()
+                     for (seen,) in reader.execute(_FIND_SEEN, (keys, width))}
+        except sqlite3.Error:  # e.g. the store is being closed: the writer looks them up itself
+            return
+        batch.prepared[self.name] = (moves, found)
 
     def process(self, batch: SpanBatch) -> None:
         records = batch.records
@@ -98,15 +148,17 @@ class DedupStage(Stage):
                 continue
             candidates[key] = None
         if candidates:
-            keys = list(candidates)
-            for offset in range(0, len(keys), _SQL_VARIABLES):
-                chunk = keys[offset:offset + _SQL_VARIABLES]
-                for (seen,) in conn.execute(
-                    f"SELECT k FROM spans_seen WHERE k IN ({', '.join('?' * len(chunk))})", chunk
-                ):
-                    del candidates[seen]
-        if candidates:
-            conn.executemany(_INSERT_RECENT, zip(candidates, repeat(self._stamp(uow.now))))
+            prepared = batch.prepared.get(self.name)
+            if prepared is not None and prepared[0] == self._moves:
+                seen_before = [key for key in prepared[1] if key in candidates]
+            else:
+                seen_before = [seen for width, keys in blocks(candidates, in_order=True).items()
+                               for (seen,) in conn.execute(_FIND_SEEN, (keys, width))]
+            for seen in seen_before:  # rare: a re-delivery of a span counted before the last move
+                del candidates[seen]
+            stamp = self._stamp(uow.now)
+            for width, keys in blocks(candidates).items():
+                conn.execute(_INSERT_BLOCK, (keys, width, stamp))
             pending.update(candidates)
             uow.after_commit(lambda fresh=tuple(candidates): recent.update(fresh))
         if len(candidates) == len(records):
@@ -120,12 +172,18 @@ class DedupStage(Stage):
 
     def _settle(self, uow: UnitOfWork) -> None:
         """Move the committed recent marks into `spans_seen` (in `uow`'s transaction)."""
-        for statement in _SETTLE:
-            uow.execute(statement)
+        stamp = self._stamp(uow.now)
+        for width, keys in blocks(self._recent, in_order=True).items():
+            uow.execute(_SETTLE_BLOCK, (keys, width, stamp))
+        uow.execute("DELETE FROM spans_recent_blocks")
         # Until the commit the moved keys are in both places, which changes no answer; after a
-        # rollback they are back in spans_recent only, as `_recent` still says. Registered
+        # rollback they are back in spans_recent_blocks only, as `_recent` still says. Registered
         # before this transaction's new keys are added to the same set.
-        uow.after_commit(self._recent.clear)
+        uow.after_commit(self._moved)
+
+    def _moved(self) -> None:
+        self._moves += 1
+        self._recent.clear()
 
 
 class CostStage(Stage):

@@ -49,10 +49,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 -- SpanRecord.dedup_key), and the microsecond stamp of the batch that counted it. WITHOUT ROWID
 -- keeps it a single B-tree keyed by the ids; old marks are a range at its left edge.
 CREATE TABLE IF NOT EXISTS spans_seen (k BLOB PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;
--- The latest marks, in arrival order (a rowid table, no index: each commit appends at its end);
--- the dedup stage keeps their keys in memory and moves them into spans_seen in bulk
--- (collector/stages.py, DedupStage).
-CREATE TABLE IF NOT EXISTS spans_recent (k BLOB NOT NULL, t INTEGER NOT NULL);
+-- The latest marks, in arrival order (a rowid table, no index: each commit appends at its end),
+-- one row per batch: its keys of `width` bytes joined end to end. The dedup stage keeps them in
+-- memory and moves them into spans_seen in bulk (collector/stages.py, DedupStage).
+CREATE TABLE IF NOT EXISTS spans_recent_blocks (
+    keys BLOB NOT NULL, width INTEGER NOT NULL, t INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     tenant TEXT NOT NULL,
     run_id TEXT NOT NULL,
@@ -118,11 +120,23 @@ class Store:
             # back far fewer times. Durability does not change: a commit is in the WAL either way.
             self.conn.execute("PRAGMA wal_autocheckpoint=10000")
             self.conn.executescript(_SCHEMA)
+            self._move_row_per_key_marks()
             self.conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
         except sqlite3.DatabaseError as error:
             raise StoreError(f"store.path {path!r}: cannot open the SQLite store: {error}") from error
+
+    def _move_row_per_key_marks(self) -> None:
+        """Stores written before the marks were kept in blocks have a `spans_recent` table with a
+        row per key: its marks are moved into spans_seen (what the dedup stage's settle does)."""
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'spans_recent'").fetchone():
+            self.conn.executescript(
+                "BEGIN IMMEDIATE;"
+                "INSERT OR IGNORE INTO spans_seen (k, t) SELECT k, t FROM spans_recent ORDER BY k;"
+                "DROP TABLE spans_recent;"
+                "COMMIT;"
+            )
 
     def executescript(self, script: str) -> None:
         """Create a stage's own tables (call from `Stage.setup`)."""

@@ -3,13 +3,14 @@ recent marks into `spans_seen`, a rollback and a restart."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from collector.model import SpanBatch, SpanRecord
 from collector.rollup import RunState
-from collector.stages import DedupStage
+from collector.stages import DedupStage, split_block
 from collector.stats import CollectorStats
 from collector.store import Store, UnitOfWork
 
@@ -35,9 +36,14 @@ def _commit(store: Store, stage: DedupStage, keys: list[bytes]) -> list[bytes]:
     return [record.dedup_key for record in batch.records]
 
 
+def _recent_keys(store: Store) -> list[bytes]:
+    return [key for keys, width in store.conn.execute("SELECT keys, width FROM spans_recent_blocks")
+            for key in split_block(keys, width)]
+
+
 def _marks(store: Store) -> dict[str, int]:
-    return {table: store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("spans_recent", "spans_seen")}
+    return {"spans_recent": len(_recent_keys(store)),
+            "spans_seen": store.conn.execute("SELECT count(*) FROM spans_seen").fetchone()[0]}
 
 
 def _keys(count: int, size: int = 32, first: int = 1) -> list[bytes]:
@@ -53,11 +59,8 @@ def test_each_key_passes_once_within_and_across_batches(tmp_path: Path, size: in
         assert _commit(store, stage, keys[:600] + keys[:3]) == keys[:600]  # a copy inside the batch
         assert _commit(store, stage, keys[590:]) == keys[600:]  # ten seen in the first batch
         assert _commit(store, stage, keys[::7]) == []
-        stored = store.conn.execute(
-            "SELECT count(*), min(length(k)), max(length(k)) FROM "
-            "(SELECT k FROM spans_recent UNION ALL SELECT k FROM spans_seen)"
-        )
-        assert stored.fetchone() == (1000, size, size)
+        stored = _recent_keys(store) + [key for (key,) in store.conn.execute("SELECT k FROM spans_seen")]
+        assert sorted(stored) == keys
     finally:
         store.close()
 
@@ -104,5 +107,108 @@ def test_a_rolled_back_transaction_marks_nothing(tmp_path: Path) -> None:
         assert _commit(store, stage, keys[100:250]) == keys[150:250]
         assert _marks(store) == {"spans_recent": 100, "spans_seen": 150}
         assert _commit(store, stage, keys[:250]) == []
+    finally:
+        store.close()
+
+
+def test_keys_of_several_lengths_in_one_batch_each_pass_once(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "dedup.db"))
+    stage = DedupStage(stats=CollectorStats(), settle_after=4)
+    short, long = _keys(3, 24), _keys(3, 32)
+    try:
+        assert _commit(store, stage, [short[0], long[0], short[1], long[1]]) == [
+            short[0], long[0], short[1], long[1]]
+        # Settled first (4 recent marks), then each length looked up in its own block.
+        assert _commit(store, stage, [*short, *long]) == [short[2], long[2]]
+        assert _marks(store) == {"spans_recent": 2, "spans_seen": 4}
+        assert _commit(store, stage, [*long, *short]) == []
+    finally:
+        store.close()
+
+
+def test_a_store_with_a_row_per_recent_mark_is_moved_over_at_open(tmp_path: Path) -> None:
+    """Stores written before the marks were kept in blocks: their recent marks still count."""
+    path = str(tmp_path / "old.db")
+    keys = _keys(50)
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE spans_recent (k BLOB NOT NULL, t INTEGER NOT NULL)")
+    old.executemany("INSERT INTO spans_recent VALUES (?, 1)", [(key,) for key in keys[:30]])
+    old.commit()
+    old.close()
+    store = Store(path)
+    try:
+        assert _marks(store) == {"spans_recent": 0, "spans_seen": 30}
+        tables = {name for (name,) in store.conn.execute("SELECT name FROM sqlite_master")}
+        assert "spans_recent" not in tables
+        stage = DedupStage(stats=CollectorStats())
+        stage.setup(store)
+        assert _commit(store, stage, keys) == keys[30:]
+    finally:
+        store.close()
+
+
+def _prepared_batch(stage: DedupStage, keys: list[bytes]) -> SpanBatch:
+    batch = SpanBatch([_record(key) for key in keys])
+    stage.prepare(batch)  # what Ingest.submit does on the receiver's thread
+    return batch
+
+
+def _commit_batch(store: Store, stage: DedupStage, batch: SpanBatch) -> list[bytes]:
+    uow = UnitOfWork(store, RunState())
+    uow.begin()
+    batch.uow = uow
+    stage.process(batch)
+    uow.commit()
+    return [record.dedup_key for record in batch.records]
+
+
+def test_keys_looked_up_ahead_of_the_writer_are_dropped_by_that_answer(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "dedup.db"))
+    stage = DedupStage(stats=CollectorStats(), settle_after=100)
+    stage.setup(store)
+    keys = _keys(300)
+    try:
+        assert _commit(store, stage, keys[:150]) == keys[:150]
+        assert _commit(store, stage, keys[150:200]) == keys[150:200]  # moves the first 150 first
+        assert _marks(store) == {"spans_recent": 50, "spans_seen": 150}
+        batch = _prepared_batch(stage, keys[100:250])
+        _moves, found = batch.prepared["dedup"]
+        assert found == set(keys[100:150])  # in spans_seen; the recent ones are the writer's to see
+        # The writer trusts the answer: a store that forgot the marks would let them through.
+        store.conn.execute("DELETE FROM spans_seen")
+        assert _commit_batch(store, stage, batch) == keys[200:250]
+    finally:
+        store.close()
+
+
+def test_a_move_between_the_look_up_and_the_writer_is_looked_up_again(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "dedup.db"))
+    stage = DedupStage(stats=CollectorStats(), settle_after=100)
+    stage.setup(store)
+    keys = _keys(400)
+    try:
+        assert _commit(store, stage, keys[:150]) == keys[:150]
+        # Looked up while the 150 marks are recent (in memory, not in spans_seen): nothing found.
+        batch = _prepared_batch(stage, keys[:200])
+        assert batch.prepared["dedup"][1] == set()
+        # Another batch commits first, and its transaction moves the 150 into spans_seen.
+        assert _commit(store, stage, keys[300:310]) == keys[300:310]
+        assert _marks(store) == {"spans_recent": 10, "spans_seen": 150}
+        assert _commit_batch(store, stage, batch) == keys[150:200]
+    finally:
+        store.close()
+
+
+def test_a_private_in_memory_store_is_looked_up_by_the_writer_only(tmp_path: Path) -> None:
+    store = Store(":memory:")
+    stage = DedupStage(stats=CollectorStats(), settle_after=10)
+    stage.setup(store)
+    keys = _keys(40)
+    try:
+        assert _commit(store, stage, keys[:20]) == keys[:20]
+        assert _commit(store, stage, keys[20:30]) == keys[20:30]
+        batch = _prepared_batch(stage, keys)
+        assert batch.prepared == {}
+        assert _commit_batch(store, stage, batch) == keys[30:]
     finally:
         store.close()
