@@ -83,7 +83,6 @@ class Ingest:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.state, self.head, self.stats = store, state, head, stats
-        self._preparing = [stage for stage in head.stages() if type(stage).prepare is not Stage.prepare]
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=queue_size)
         self._max_group = max_group
         self._retry_after = retry_after_seconds
@@ -109,12 +108,7 @@ class Ingest:
         return self._queue.qsize()
 
     def submit(self, batch: SpanBatch) -> _Item:
-        """Prepare `batch` on this (the receiver's) thread, then queue it; `.wait(timeout)` on the
-        result returns once it is committed."""
-        if self._queue.full():  # refused anyway: do not spend the preparing first
-            raise Overloaded(self._retry_after)
-        for stage in self._preparing:
-            stage.prepare(batch)
+        """Queue `batch`; `.wait(timeout)` on the result returns once it is committed."""
         return self._put(_Item(batch=batch))
 
     def run_job(self, job: Callable[[UnitOfWork], Any], *, timeout: float = 30.0) -> Any:

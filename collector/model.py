@@ -139,8 +139,6 @@ class SpanBatch:
     reject_messages: list[str] = field(default_factory=list)
     duplicates: int = 0
     uow: UnitOfWork | None = None
-    # What stages found ahead of the writer (`Stage.prepare`, on the receiver thread), by stage name.
-    prepared: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -25,10 +25,6 @@ work is committed together with the dedup marks and the rollup, or not at all. A
 raises fails its batch (the client gets an error and retries; nothing of it was committed): raise
 only for a bug, never for bad span data, which a stage must tolerate.
 
-A stage may also implement `prepare(batch)`, run on the receiver's thread before the batch is
-queued: read-only work done there runs in parallel with the writer (the dedup stage looks the
-batch's keys up in the store there, and only checks on the writer that nothing moved since).
-
 Extra stages come from plugins (`collector/plugins.py`): before `start()`, a plugin calls
 `collector.add_stage(factory, order=N)`, each factory being `Callable[[Stage], Stage]` (given
 `next`, returns the stage); they run between rollup and commit in ascending `order` (waste 100,
@@ -64,13 +60,6 @@ class Stage:
 
     def setup(self, store: Store) -> None:
         """Called once on the writer thread before the first batch (create tables, load state)."""
-
-    def prepare(self, batch: SpanBatch) -> None:
-        """Optional: called on the receiver's thread before `batch` is queued, outside any
-        transaction and at the same time as the writer and other receivers. For read-only work
-        that does not touch writer-owned state (a look-up in the store through a connection of
-        the stage's own), noted in `batch.prepared[self.name]` for `process` to use if still
-        valid. It must not raise: anything it could not do, `process` does."""
 
     def process(self, batch: SpanBatch) -> None:
         """Change `batch` (records, rollups through `batch.uow`); must not call `self.next`."""

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import threading
 from collections.abc import Iterable
 from decimal import Decimal
-from pathlib import Path
 
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from collector import attributes as attr
@@ -61,12 +59,6 @@ class DedupStage(Stage):
       (one indexed lookup per key, all in one statement). Once `settle_after` recent marks have
       committed, they are moved there in key order, inside a batch's transaction.
 
-    The look-up in `spans_seen` is done ahead of the writer (`prepare`, on the receiver's thread,
-    through a read-only connection of that thread: WAL readers do not wait for the writer), so
-    it runs in parallel with the writer's work. Its answer stays true until the next move of
-    recent marks into `spans_seen` (a key that was not there could arrive only that way), so
-    `process` uses it if no move has committed since (`_moves`), and looks up again otherwise.
-
     Marking the keys straight into `spans_seen` dirtied one page per span at random places of
     the index (spans start at any time within the last minute or so), so the commit wrote more
     pages as the table grew (docs/collector.md "Numbers").
@@ -85,19 +77,11 @@ class DedupStage(Stage):
         self._recent: set[bytes] = set()  # keys of the committed rows of spans_recent_blocks
         self._pending: set[bytes] = set()  # keys marked in the open transaction
         self._pending_uow: UnitOfWork | None = None
-        self._moves = 0  # committed moves of recent marks into spans_seen (and store changes)
-        self._read_uri: str | None = None  # the store, opened read-only, for `prepare`
-        self._readers = threading.local()  # each receiver thread's read connection
 
     def setup(self, store: Store) -> None:
         self._load(store.conn)
-        if store.path not in ("", ":memory:"):  # a private database has no other connection
-            self._read_uri = Path(store.path).resolve().as_uri() + "?mode=ro"
 
     def _load(self, conn: sqlite3.Connection) -> None:
-        if self._conn is not None:  # another store: what was prepared against the old one is void
-            self._read_uri = None
-        self._moves += 1
         self._conn = conn
         self._recent = set()
         for keys, width in conn.execute("SELECT keys, width FROM spans_recent_blocks"):
@@ -107,22 +91,6 @@ class DedupStage(Stage):
         stamp = max(int(now * 1_000_000), self._last_stamp + 1)
         self._last_stamp = stamp
         return stamp
-
-    def prepare(self, batch: SpanBatch) -> None:
-        uri = self._read_uri
-        if uri is None or not batch.records:
-            return
-        moves = self._moves  # read before looking: a move committed after this voids the answer
-        try:
-            reader = getattr(self._readers, "connection", None)
-            if reader is None:
-                reader = self._readers.connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            keys_by_width = blocks((record.dedup_key for record in batch.records), in_order=True)
-            found = {seen for width, keys in keys_by_width.items()
-                     for (seen,) in reader.execute(_FIND_SEEN, (keys, width))}
-        except sqlite3.Error:  # e.g. the store is being closed: the writer looks them up itself
-            return
-        batch.prepared[self.name] = (moves, found)
 
     def process(self, batch: SpanBatch) -> None:
         records = batch.records
@@ -148,12 +116,8 @@ class DedupStage(Stage):
                 continue
             candidates[key] = None
         if candidates:
-            prepared = batch.prepared.get(self.name)
-            if prepared is not None and prepared[0] == self._moves:
-                seen_before = [key for key in prepared[1] if key in candidates]
-            else:
-                seen_before = [seen for width, keys in blocks(candidates, in_order=True).items()
-                               for (seen,) in conn.execute(_FIND_SEEN, (keys, width))]
+            seen_before = [seen for width, keys in blocks(candidates, in_order=True).items()
+                           for (seen,) in conn.execute(_FIND_SEEN, (keys, width))]
             for seen in seen_before:  # rare: a re-delivery of a span counted before the last move
                 del candidates[seen]
             stamp = self._stamp(uow.now)
@@ -179,11 +143,7 @@ class DedupStage(Stage):
         # Until the commit the moved keys are in both places, which changes no answer; after a
         # rollback they are back in spans_recent_blocks only, as `_recent` still says. Registered
         # before this transaction's new keys are added to the same set.
-        uow.after_commit(self._moved)
-
-    def _moved(self) -> None:
-        self._moves += 1
-        self._recent.clear()
+        uow.after_commit(self._recent.clear)
 
 
 class CostStage(Stage):
