@@ -42,6 +42,8 @@ def blocks(keys: Iterable[bytes], *, in_order: bool = False) -> dict[int, bytes]
 
 
 def split_block(keys: bytes, width: int) -> list[bytes]:
+    if width <= 0:  # the empty key (records built without one) is a block of its own
+        return [b""]
     return [keys[offset:offset + width] for offset in range(0, len(keys), width)]
 
 

@@ -122,6 +122,14 @@ def test_keys_of_several_lengths_in_one_batch_each_pass_once(tmp_path: Path) -> 
         assert _commit(store, stage, [*short, *long]) == [short[2], long[2]]
         assert _marks(store) == {"spans_recent": 2, "spans_seen": 4}
         assert _commit(store, stage, [*long, *short]) == []
+        assert _commit(store, stage, [b"", short[0]]) == [b""]  # a record built without a key
+    finally:
+        store.close()
+    store = Store(str(tmp_path / "dedup.db"))  # and loaded back at a restart
+    try:
+        fresh = DedupStage(stats=CollectorStats(), settle_after=4)
+        fresh.setup(store)
+        assert _commit(store, fresh, [b"", *short, *long, b"new"]) == [b"new"]
     finally:
         store.close()
 
