@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Iterable
 from decimal import Decimal
 
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from collector import attributes as attr
+from collector.key_blocks import blocks, insert_or_ignore, select_present, split_block
 from collector.model import SpanBatch, SpanRecord
 from collector.pipeline import Stage
 from collector.rollup import ACTIVE, EXPIRED, FINISHED, RunRollup
@@ -19,32 +19,9 @@ from collector.store import Store, UnitOfWork
 # in key order, so each page of `spans_seen` it touches is written once for many marks, not once
 # per mark. The keys are held in memory meanwhile (about 6 MB at the limit).
 SETTLE_AFTER = 50_000
-# The keys of a block (one bound BLOB: `width`-byte keys, end to end) as rows, for SQLite to look
-# up or insert in C: one statement and one bound value per block instead of one per key, so the
-# writer holds the GIL for a few microseconds a batch rather than a few per span.
-_BLOCK_KEYS = (
-    "WITH RECURSIVE offset(i) AS (SELECT 0 UNION ALL SELECT i + ?2 FROM offset WHERE i + ?2 < length(?1)) "
-)
-_FIND_SEEN = _BLOCK_KEYS + "SELECT s.k FROM offset JOIN spans_seen s ON s.k = substr(?1, offset.i + 1, ?2)"
-_SETTLE_BLOCK = (
-    _BLOCK_KEYS + "INSERT OR IGNORE INTO spans_seen (k, t) SELECT substr(?1, i + 1, ?2), ?3 FROM offset"
-)
+_FIND_SEEN = select_present("spans_seen", "k")
+_SETTLE_BLOCK = insert_or_ignore("spans_seen", "k", "t")
 _INSERT_BLOCK = "INSERT INTO spans_recent_blocks (keys, width, t) VALUES (?, ?, ?)"
-
-
-def blocks(keys: Iterable[bytes], *, in_order: bool = False) -> dict[int, bytes]:
-    """Keys grouped by length (the decoders' keys are all 32 bytes), each group joined; sorted
-    when `in_order`, so that neighbouring look-ups and inserts touch the same pages of `spans_seen`."""
-    by_width: dict[int, list[bytes]] = {}
-    for key in keys:
-        by_width.setdefault(len(key), []).append(key)
-    return {width: b"".join(sorted(group) if in_order else group) for width, group in by_width.items()}
-
-
-def split_block(keys: bytes, width: int) -> list[bytes]:
-    if width <= 0:  # the empty key (records built without one) is a block of its own
-        return [b""]
-    return [keys[offset:offset + width] for offset in range(0, len(keys), width)]
 
 
 class DedupStage(Stage):

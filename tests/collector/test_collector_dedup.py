@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from collector.key_blocks import split_block
 from collector.model import SpanBatch, SpanRecord
 from collector.rollup import RunState
-from collector.stages import DedupStage, split_block
+from collector.stages import DedupStage
 from collector.stats import CollectorStats
 from collector.store import Store, UnitOfWork
 
