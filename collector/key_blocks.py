@@ -34,6 +34,10 @@ def insert_or_ignore(table: str, column: str, value_column: str) -> str:
 def blocks(keys: Iterable[bytes], *, in_order: bool = False) -> dict[int, bytes]:
     """Keys grouped by width, each group joined; sorted when `in_order`, so that neighbouring
     look-ups and inserts touch the same pages of the index."""
+    keys = keys if isinstance(keys, (list, tuple, dict, set, frozenset)) else list(keys)
+    widths = set(map(len, keys))
+    if len(widths) == 1:  # the usual case, in C: no Python step per key
+        return {widths.pop(): b"".join(sorted(keys) if in_order else keys)}
     by_width: dict[int, list[bytes]] = {}
     for key in keys:
         by_width.setdefault(len(key), []).append(key)

@@ -95,12 +95,15 @@ class DedupStage(Stage):
                 continue
             candidates[key] = None
         if candidates:
-            seen_before = [seen for width, keys in blocks(candidates, in_order=True).items()
+            new_blocks = blocks(candidates, in_order=True)
+            seen_before = [seen for width, keys in new_blocks.items()
                            for (seen,) in conn.execute(_FIND_SEEN, (keys, width))]
-            for seen in seen_before:  # rare: a re-delivery of a span counted before the last move
-                del candidates[seen]
+            if seen_before:  # rare: a re-delivery of a span counted before the last move
+                for seen in seen_before:
+                    del candidates[seen]
+                new_blocks = blocks(candidates)
             stamp = self._stamp(uow.now)
-            for width, keys in blocks(candidates).items():
+            for width, keys in new_blocks.items():
                 conn.execute(_INSERT_BLOCK, (keys, width, stamp))
             pending.update(candidates)
             uow.after_commit(lambda fresh=tuple(candidates): recent.update(fresh))
