@@ -19,16 +19,20 @@ _OFFSETS = (
 )
 
 
+def _key(offset: str) -> str:
+    # `substr` of an empty BLOB is NULL, not x'': the empty key (width 0) is spelled out.
+    return f"CASE WHEN ?2 > 0 THEN substr(?1, {offset} + 1, ?2) ELSE x'' END"
+
+
 def select_present(table: str, column: str) -> str:
     """SQL: the keys of a block (?1, width ?2) that `table.column` (its primary key) holds."""
-    return (_OFFSETS + f"SELECT t.{column} FROM offset "
-            f"JOIN {table} t ON t.{column} = substr(?1, offset.i + 1, ?2)")
+    return _OFFSETS + f"SELECT t.{column} FROM offset JOIN {table} t ON t.{column} = {_key('offset.i')}"
 
 
 def insert_or_ignore(table: str, column: str, value_column: str) -> str:
     """SQL: insert each key of a block (?1, width ?2) with `value_column` = ?3, skipping those present."""
     return (_OFFSETS + f"INSERT OR IGNORE INTO {table} ({column}, {value_column}) "
-            "SELECT substr(?1, i + 1, ?2), ?3 FROM offset")
+            f"SELECT {_key('i')}, ?3 FROM offset")
 
 
 def blocks(keys: Iterable[bytes], *, in_order: bool = False) -> dict[int, bytes]:

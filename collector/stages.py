@@ -8,19 +8,18 @@ from decimal import Decimal
 
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from collector import attributes as attr
-from collector.key_blocks import blocks, insert_or_ignore, select_present, split_block
+from collector.key_blocks import blocks, select_present, split_block
 from collector.model import SpanBatch, SpanRecord
 from collector.pipeline import Stage
 from collector.rollup import ACTIVE, EXPIRED, FINISHED, RunRollup
 from collector.stats import UNKNOWN, CollectorStats
-from collector.store import Store, UnitOfWork
+from collector.store import MOVE_MARKS, Store, UnitOfWork
 
 # Recent marks are moved into `spans_seen` once this many have committed: the move inserts them
 # in key order, so each page of `spans_seen` it touches is written once for many marks, not once
 # per mark. The keys are held in memory meanwhile (about 6 MB at the limit).
 SETTLE_AFTER = 50_000
 _FIND_SEEN = select_present("spans_seen", "k")
-_SETTLE_BLOCK = insert_or_ignore("spans_seen", "k", "t")
 _INSERT_BLOCK = "INSERT INTO spans_recent_blocks (keys, width, t) VALUES (?, ?, ?)"
 
 
@@ -120,7 +119,7 @@ class DedupStage(Stage):
         """Move the committed recent marks into `spans_seen` (in `uow`'s transaction)."""
         stamp = self._stamp(uow.now)
         for width, keys in blocks(self._recent, in_order=True).items():
-            uow.execute(_SETTLE_BLOCK, (keys, width, stamp))
+            uow.execute(MOVE_MARKS, (keys, width, stamp))
         uow.execute("DELETE FROM spans_recent_blocks")
         # Until the commit the moved keys are in both places, which changes no answer; after a
         # rollback they are back in spans_recent_blocks only, as `_recent` still says. Registered

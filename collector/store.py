@@ -36,17 +36,20 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from collector.key_blocks import insert_or_ignore
 from collector.model import RunKey, SpanRecord
 from collector.rollup import ACTIVE, BLOCKED, ENDED_STATUSES, ROW_COLUMNS, RunRollup, RunState
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: the recent dedup marks are kept as one row per batch (`spans_recent_blocks`). A store of a
+# newer schema is refused rather than half understood.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 -- One row per span counted: key = start time (8 bytes, big-endian) + trace id + span id (see
--- SpanRecord.dedup_key), and the microsecond stamp of the batch that counted it. WITHOUT ROWID
+-- SpanRecord.dedup_key), and the microsecond stamp of the batch or move that wrote it. WITHOUT ROWID
 -- keeps it a single B-tree keyed by the ids; old marks are a range at its left edge.
 CREATE TABLE IF NOT EXISTS spans_seen (k BLOB PRIMARY KEY, t INTEGER NOT NULL) WITHOUT ROWID;
 -- The latest marks, in arrival order (a rowid table, no index: each commit appends at its end),
@@ -92,6 +95,9 @@ _UPSERT_RUN = (
     + ", ".join(f"{column} = excluded.{column}" for column in ROW_COLUMNS[2:])
 )
 _MODELS_COLUMN = ROW_COLUMNS.index("models")
+# Moves a block of dedup marks (?1 keys, ?2 width, ?3 stamp) into spans_seen (the dedup stage
+# and a clean close).
+MOVE_MARKS = insert_or_ignore("spans_seen", "k", "t")
 _SELECT_RUN = f"SELECT {', '.join(ROW_COLUMNS)} FROM runs"
 
 
@@ -120,12 +126,26 @@ class Store:
             # back far fewer times. Durability does not change: a commit is in the WAL either way.
             self.conn.execute("PRAGMA wal_autocheckpoint=10000")
             self.conn.executescript(_SCHEMA)
+            self._check_schema_version()
             self._move_row_per_key_marks()
             self.conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),)
             )
         except sqlite3.DatabaseError as error:
+            self.conn.close()
             raise StoreError(f"store.path {path!r}: cannot open the SQLite store: {error}") from error
+        except StoreError:
+            self.conn.close()
+            raise
+
+    def _check_schema_version(self) -> None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and (not str(row[0]).isdigit() or int(row[0]) > SCHEMA_VERSION):
+            raise StoreError(
+                f"store.path {self.path!r}: written by a newer collector (schema version {row[0]}; "
+                f"this one reads up to {SCHEMA_VERSION}): upgrade the collector or use another store"
+            )
 
     def _move_row_per_key_marks(self) -> None:
         """Stores written before the marks were kept in blocks have a `spans_recent` table with a
@@ -178,10 +198,31 @@ class Store:
         return RunRollup.from_row(row) if row else None
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._move_recent_blocks()
         # Another process reading can make the checkpoint fail: it is only an optimisation.
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
+
+    def _move_recent_blocks(self) -> None:
+        """On a clean close, move the recent dedup marks into spans_seen (each with its batch's
+        stamp): a store closed cleanly then has every mark where any version of the collector
+        looks, which keeps a downgrade to one that predates the blocks from counting re-delivered
+        spans again. After kill -9 they stay in their blocks, where this version finds them."""
+        if self.conn.in_transaction:  # someone's transaction is open: not ours to finish
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for keys, width, stamp in self.conn.execute(
+                "SELECT keys, width, t FROM spans_recent_blocks"
+            ).fetchall():
+                self.conn.execute(MOVE_MARKS, (keys, width, stamp))
+            self.conn.execute("DELETE FROM spans_recent_blocks")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
 
 AfterCommit = Callable[[], None]

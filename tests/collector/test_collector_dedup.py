@@ -13,7 +13,7 @@ from collector.model import SpanBatch, SpanRecord
 from collector.rollup import RunState
 from collector.stages import DedupStage
 from collector.stats import CollectorStats
-from collector.store import Store, UnitOfWork
+from collector.store import Store, StoreError, UnitOfWork
 
 
 def _record(key: bytes) -> SpanRecord:
@@ -82,9 +82,10 @@ def test_recent_marks_move_to_spans_seen_and_still_count(tmp_path: Path) -> None
         assert _commit(store, stage, [keys[0], b"m" * 32]) == [b"m" * 32]
         assert _marks(store) == {"spans_recent": 1, "spans_seen": 1000}
     finally:
-        store.close()
-    # A restart (kill -9 included: every mark is a committed row) finds both kinds again.
+        store.conn.close()  # as kill -9 leaves it: the recent mark still in its block
+    # A restart finds both kinds again (every mark is a committed row).
     store = Store(str(tmp_path / "dedup.db"))
+    assert _marks(store) == {"spans_recent": 1, "spans_seen": 1000}
     try:
         fresh = DedupStage(stats=CollectorStats(), settle_after=250)
         fresh.setup(store)
@@ -124,6 +125,12 @@ def test_keys_of_several_lengths_in_one_batch_each_pass_once(tmp_path: Path) -> 
         assert _marks(store) == {"spans_recent": 2, "spans_seen": 4}
         assert _commit(store, stage, [*long, *short]) == []
         assert _commit(store, stage, [b"", short[0]]) == [b""]  # a record built without a key
+        assert _commit(store, stage, [b"", long[0]]) == []
+        another = _keys(1, 32, first=99)
+        assert _commit(store, stage, another) == another  # 4 recent marks: short, long, empty, another
+        # This transaction moves the 4 into spans_seen first, the empty key too; found there.
+        assert _commit(store, stage, [b""]) == []
+        assert _marks(store) == {"spans_recent": 0, "spans_seen": 8}
     finally:
         store.close()
     store = Store(str(tmp_path / "dedup.db"))  # and loaded back at a restart
@@ -155,3 +162,32 @@ def test_a_store_with_a_row_per_recent_mark_is_moved_over_at_open(tmp_path: Path
     finally:
         store.close()
 
+
+
+def test_a_clean_close_moves_the_recent_marks_into_spans_seen(tmp_path: Path) -> None:
+    """So that any version of the collector (one that predates the blocks too) finds them."""
+    store = Store(str(tmp_path / "dedup.db"))
+    stage = DedupStage(stats=CollectorStats())
+    keys = _keys(20)
+    try:
+        assert _commit(store, stage, [*keys[:10], b""]) == [*keys[:10], b""]
+        assert _marks(store) == {"spans_recent": 11, "spans_seen": 0}
+    finally:
+        store.close()
+    reopened = sqlite3.connect(str(tmp_path / "dedup.db"))
+    try:
+        assert sorted(key for (key,) in reopened.execute("SELECT k FROM spans_seen")) == [b"", *keys[:10]]
+        assert reopened.execute("SELECT count(*) FROM spans_recent_blocks").fetchone() == (0,)
+    finally:
+        reopened.close()
+
+
+def test_a_store_of_a_newer_schema_is_refused_by_name(tmp_path: Path) -> None:
+    path = str(tmp_path / "newer.db")
+    Store(path).close()
+    newer = sqlite3.connect(path)
+    newer.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    newer.commit()
+    newer.close()
+    with pytest.raises(StoreError, match=r"newer collector.*schema version 99"):
+        Store(path)
