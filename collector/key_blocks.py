@@ -11,7 +11,7 @@ ids: 14 -> 21 us a span; as BLOBs cast back to TEXT, no gain there, so that stag
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 
 # ?1: the joined keys, ?2: their width; a row per key, `i` its offset.
 _OFFSETS = (
@@ -35,10 +35,9 @@ def insert_or_ignore(table: str, column: str, value_column: str) -> str:
             f"SELECT {_key('i')}, ?3 FROM offset")
 
 
-def blocks(keys: Iterable[bytes], *, in_order: bool = False) -> dict[int, bytes]:
+def blocks(keys: Collection[bytes], *, in_order: bool = False) -> dict[int, bytes]:
     """Keys grouped by width, each group joined; sorted when `in_order`, so that neighbouring
     look-ups and inserts touch the same pages of the index."""
-    keys = keys if isinstance(keys, (list, tuple, dict, set, frozenset)) else list(keys)
     widths = set(map(len, keys))
     if len(widths) == 1:  # the usual case, in C: no Python step per key
         return {widths.pop(): b"".join(sorted(keys) if in_order else keys)}

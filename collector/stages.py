@@ -13,7 +13,7 @@ from collector.model import SpanBatch, SpanRecord
 from collector.pipeline import Stage
 from collector.rollup import ACTIVE, EXPIRED, FINISHED, RunRollup
 from collector.stats import UNKNOWN, CollectorStats
-from collector.store import MOVE_MARKS, Store, UnitOfWork
+from collector.store import CLEAR_RECENT_MARKS, MOVE_MARKS, Store, UnitOfWork
 
 # Recent marks are moved into `spans_seen` once this many have committed: the move inserts them
 # in key order, so each page of `spans_seen` it touches is written once for many marks, not once
@@ -120,7 +120,7 @@ class DedupStage(Stage):
         stamp = self._stamp(uow.now)
         for width, keys in blocks(self._recent, in_order=True).items():
             uow.execute(MOVE_MARKS, (keys, width, stamp))
-        uow.execute("DELETE FROM spans_recent_blocks")
+        uow.execute(CLEAR_RECENT_MARKS)
         # Until the commit the moved keys are in both places, which changes no answer; after a
         # rollback they are back in spans_recent_blocks only, as `_recent` still says. Registered
         # before this transaction's new keys are added to the same set.

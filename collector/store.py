@@ -98,6 +98,7 @@ _MODELS_COLUMN = ROW_COLUMNS.index("models")
 # Moves a block of dedup marks (?1 keys, ?2 width, ?3 stamp) into spans_seen (the dedup stage
 # and a clean close).
 MOVE_MARKS = insert_or_ignore("spans_seen", "k", "t")
+CLEAR_RECENT_MARKS = "DELETE FROM spans_recent_blocks"
 _SELECT_RUN = f"SELECT {', '.join(ROW_COLUMNS)} FROM runs"
 
 
@@ -218,7 +219,7 @@ class Store:
                 "SELECT keys, width, t FROM spans_recent_blocks"
             ).fetchall():
                 self.conn.execute(MOVE_MARKS, (keys, width, stamp))
-            self.conn.execute("DELETE FROM spans_recent_blocks")
+            self.conn.execute(CLEAR_RECENT_MARKS)
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise

@@ -147,14 +147,19 @@ def test_warn_budget_never_refuses(ledger):
     assert answer.reservation_id == "w1"  # the call goes ahead, so it is reserved
 
 
-def test_allowance_is_bounded_by_headroom_and_spent_down_by_settles(make_store, clock):
-    ledger = Ledger(
+def _docs_per_run_ledger(make_store, clock) -> Ledger:
+    """A ledger with one budget: feature `docs`, at most $0.50 a run."""
+    return Ledger(
         make_store(),
         parse_budgets(
             [{"name": "docs", "scope": "feature", "scope_value": "docs", "per_run_limit_usd": "0.50"}]
         ),
         clock=clock,
     )
+
+
+def test_allowance_is_bounded_by_headroom_and_spent_down_by_settles(make_store, clock):
+    ledger = _docs_per_run_ledger(make_store, clock)
     answer = ledger.check(call(span="g1", est="0.10", allowance_usd=D("1")))
     assert answer.allowance_usd == D("0.40")  # the run's 0.50 minus this call
     assert ledger.check(call(run="r1", span="x", est="0.01")).decision == "block"
@@ -176,13 +181,7 @@ def test_allowance_is_bounded_by_headroom_and_spent_down_by_settles(make_store, 
 def test_a_settlement_sent_again_takes_its_part_of_an_allowance_once(make_store, clock):
     # A check that timed out at the agent after the collector applied it is sent again with the
     # same settlements: the allowance's reservation must shrink by each call's part once only.
-    ledger = Ledger(
-        make_store(),
-        parse_budgets(
-            [{"name": "docs", "scope": "feature", "scope_value": "docs", "per_run_limit_usd": "0.50"}]
-        ),
-        clock=clock,
-    )
+    ledger = _docs_per_run_ledger(make_store, clock)
     assert ledger.check(call(span="g1", est="0.10", allowance_usd=D("1"))).allowance_usd == D("0.40")
     settled = (Settlement("g1", D("0.10"), "g1", D("0.10")), Settlement("l2", D("0.10"), "g1", D("0.10")))
     for _ in range(2):
