@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 CONFIGS = ("bare", "openai-v2", "ours")
 MODES = ("non-streaming", "streaming")
@@ -36,37 +35,12 @@ MODES = ("non-streaming", "streaming")
 def child(config: str, mode: str, calls: int) -> None:
     """Runs under callgrind: set up, warm up, then the counted calls."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import httpx2
-    import openai
-    from instrumentation_overhead import MESSAGES, DroppingExporter, chat, chat_stream
+    from instrumentation_overhead import DroppingExporter, chat, chat_stream
+    from llm_replay import replay_client
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     import cognocient_otel
-    from cognocient_otel.testing import LLMServer
-
-    recorded: dict[bool, tuple[list[tuple[bytes, bytes]], list[bytes]]] = {}
-    with LLMServer() as server, httpx2.Client() as recorder:
-        for stream in (False, True):
-            body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 20}
-            if stream:
-                body.update(stream=True, stream_options={"include_usage": True})
-            with recorder.stream("POST", server.base_url + "/v1/chat/completions", json=body) as answer:
-                chunks = list(answer.iter_raw())
-                headers = [(k, v) for k, v in answer.headers.raw if k.lower() != b"transfer-encoding"]
-            recorded[stream] = (headers, chunks)
-
-    class Replay(httpx2.SyncByteStream):
-        def __init__(self, chunks: list[bytes]) -> None:
-            self._chunks = chunks
-
-        def __iter__(self) -> Any:
-            yield from self._chunks
-
-    class ReplayTransport(httpx2.BaseTransport):
-        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-            headers, chunks = recorded[b'"stream":true' in request.content]
-            return httpx2.Response(200, headers=headers, stream=Replay(chunks))
 
     provider = TracerProvider()
     # Never full, never exporting while counting: the worker thread stays asleep.
@@ -75,12 +49,7 @@ def child(config: str, mode: str, calls: int) -> None:
             DroppingExporter(), max_queue_size=10**7, max_export_batch_size=10**7, schedule_delay_millis=10**7
         )
     )
-    client = openai.OpenAI(
-        base_url="http://127.0.0.1:9/v1",
-        api_key="bench",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(transport=ReplayTransport()),
-    )
+    client = replay_client()
     scope = None
     if config == "openai-v2":
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
