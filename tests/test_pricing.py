@@ -159,8 +159,8 @@ def test_exclusive_cache_counts_are_read_as_additional_input():
     book = PriceBook()
     exclusive = TokenUsage(input_tokens=100, cache_read_tokens=1000)
     inclusive = TokenUsage(input_tokens=1100, cache_read_tokens=1000)
-    assert book.cost(model="claude-sonnet-4-5", usage=exclusive).usd == \
-        book.cost(model="claude-sonnet-4-5", usage=inclusive).usd
+    assert book.cost(model="claude-sonnet-4-6", usage=exclusive).usd == \
+        book.cost(model="claude-sonnet-4-6", usage=inclusive).usd
 
 
 @pytest.mark.parametrize(("semconv", "expected"), [("gcp.gemini", "google"), ("aws.bedrock", "aws"),

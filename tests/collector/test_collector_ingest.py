@@ -107,7 +107,7 @@ def test_other_instrumentations_spans_are_costed_with_genai_prices_over_http(col
             span.set_attributes(
                 {
                     "gen_ai.system": "anthropic",
-                    "gen_ai.request.model": "claude-sonnet-4-5",
+                    "gen_ai.request.model": "claude-sonnet-4-6",
                     "gen_ai.usage.input_tokens": 5000,
                     "gen_ai.usage.output_tokens": 800,
                     "gen_ai.usage.cache_read.input_tokens": 1000,
@@ -122,14 +122,14 @@ def test_other_instrumentations_spans_are_costed_with_genai_prices_over_http(col
     ).total_price
     expected_anthropic = calc_price(
         Usage(input_tokens=5000, output_tokens=800, cache_read_tokens=1000, cache_write_tokens=2000),
-        model_ref="claude-sonnet-4-5",
+        model_ref="claude-sonnet-4-6",
         provider_id="anthropic",
     ).total_price
     status, run = get_json(run_url(collector, trace_id))
     assert status == 200
     assert Decimal(run["cost_usd_exact"]) == expected_openai + expected_anthropic
     assert run["models"]["gpt-4o-mini-2024-07-18"]["cost_usd"] == float(expected_openai)
-    assert run["models"]["claude-sonnet-4-5"]["cost_usd"] == float(expected_anthropic)
+    assert run["models"]["claude-sonnet-4-6"]["cost_usd"] == float(expected_anthropic)
     assert run["tokens"]["cache_creation"] == 2000
     assert run["steps"] == 2
     assert run["status"] == "finished"  # the trace root ended

@@ -146,7 +146,7 @@ def test_anthropic_messages_cache_tokens_are_priced(llm_server: LLMServer, trace
     )
     client = anthropic.Anthropic(base_url=llm_server.base_url, api_key="test", max_retries=0)
     client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=300, messages=[{"role": "user", "content": "hi"}]
+        model="claude-sonnet-4-6", max_tokens=300, messages=[{"role": "user", "content": "hi"}]
     )
     attributes = traced.one_llm_span().attributes
     assert attributes["gen_ai.provider.name"] == "anthropic"
@@ -156,7 +156,7 @@ def test_anthropic_messages_cache_tokens_are_priced(llm_server: LLMServer, trace
     assert attributes["gen_ai.usage.output_tokens"] == 200
     assert attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
     cost = expected_cost(
-        "claude-sonnet-4-5",
+        "claude-sonnet-4-6",
         "anthropic",
         input_tokens=5000,
         cache_read_tokens=3000,
