@@ -54,7 +54,7 @@ class Timers:
     """Nanoseconds spent in each part since the last `reset`, from wrappers around each part."""
 
     def __init__(self) -> None:
-        self.spent = dict.fromkeys(PARTS, 0)
+        self.reset()
 
     def reset(self) -> None:
         self.spent = dict.fromkeys(PARTS, 0)
@@ -122,7 +122,6 @@ def main() -> None:
     provider = new_provider()
     client = replay_client()
     theirs = OpenAIInstrumentor()
-    call = chat
     scope: list[Any] = []
 
     def ours(tracer_provider: Any) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -150,13 +149,13 @@ def main() -> None:
         on()
         try:
             for _ in range(5):
-                call(client)
+                chat(client)
             gc.collect()
             gc.disable()
             timers.reset()
             started = time.perf_counter_ns()
             for _ in range(args.calls):
-                call(client)
+                chat(client)
             total = (time.perf_counter_ns() - started) / args.calls / 1000
             gc.enable()
         finally:
