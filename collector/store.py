@@ -114,8 +114,9 @@ class Store:
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise StoreError(f"store.path {path!r}: folder {directory!r} does not exist")
+        conn = None  # set once connected: a failed connect leaves nothing to close
         try:
-            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn = conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL survives a killed process (the commit is in the WAL file); FULL also
             # survives power loss, at the price of an fsync per group commit.
@@ -133,12 +134,12 @@ class Store:
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),)
             )
-        except sqlite3.DatabaseError as error:
-            self.conn.close()
+        except (sqlite3.DatabaseError, StoreError) as error:
+            if conn is not None:
+                conn.close()
+            if isinstance(error, StoreError):
+                raise
             raise StoreError(f"store.path {path!r}: cannot open the SQLite store: {error}") from error
-        except StoreError:
-            self.conn.close()
-            raise
 
     def _check_schema_version(self) -> None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()

@@ -191,3 +191,10 @@ def test_a_store_of_a_newer_schema_is_refused_by_name(tmp_path: Path) -> None:
     newer.close()
     with pytest.raises(StoreError, match=r"newer collector.*schema version 99"):
         Store(path)
+
+
+def test_a_store_path_that_cannot_be_opened_is_refused_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with pytest.raises(StoreError, match=r"cannot open the SQLite store"):
+        Store(str(folder))
