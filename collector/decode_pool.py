@@ -185,10 +185,9 @@ class DecodePool:
         self.workers = workers
         self.min_body_bytes = min_body_bytes
         self._executor: ProcessPoolExecutor | None = None
-        self._ready = False  # a first task came back: the workers are up
         self._lock = threading.Lock()
         self._closed = False
-        self._pids: set[int] = set()
+        self._pids: set[int] = set()  # filled once a first task per worker came back: the workers are up
         self.worker_requests = 0  # requests decoded by a worker so far
 
     def start(self) -> DecodePool:
@@ -204,7 +203,6 @@ class DecodePool:
         with self._lock:
             if self._closed:
                 return
-            self._ready = False
             executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=context,
                 initializer=_exit_with_collector, initargs=(os.getpid(),),
@@ -227,18 +225,17 @@ class DecodePool:
             if self._executor is not executor:
                 return
             self._pids = pids
-            self._ready = True
         logger.info("decode workers ready", extra={"event": "decode_pool.ready", "workers": len(pids)})
 
     def worker_pids(self) -> set[int]:
         """The worker processes' pids once they are up (tests, the benchmark's CPU accounting)."""
         with self._lock:
-            return set(self._pids) if self._ready else set()
+            return set(self._pids)
 
     def decode(self, body: bytes, transport: str) -> SpanBatch:
         """Parse and decode a protobuf body; raises `MalformedRequest` like `parse_protobuf`."""
         executor = self._executor
-        if self._ready and executor is not None and len(body) >= self.min_body_bytes:
+        if self._pids and executor is not None and len(body) >= self.min_body_bytes:
             try:
                 payload = executor.submit(decode_in_worker, body, transport).result(WORKER_TIMEOUT_SECONDS)
             except MalformedRequest:
@@ -259,7 +256,7 @@ class DecodePool:
             if self._executor is not broken or self._closed:
                 return
             self._executor = None
-            self._ready = False
+            self._pids = set()
         logger.warning(
             "a decode worker process died; decoding on the receiver threads until a new one is up",
             extra={"event": "decode_pool.restart"},
@@ -271,6 +268,6 @@ class DecodePool:
         with self._lock:
             self._closed = True
             executor, self._executor = self._executor, None
-            self._ready = False
+            self._pids = set()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
