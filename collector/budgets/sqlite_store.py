@@ -303,11 +303,16 @@ class SqliteLedgerTxn:
         return Reservation(reservation_id, tuple(rows), usd, expires_at)
 
     def put_reservation(self, reservation: Reservation) -> None:
-        # A reservation's keys never change (a settlement only lowers its amount): replace rows.
+        # Replace the reservation's rows. Its keys can change (a check sent again with the same
+        # span id after midnight reserves under the next day's window): rows of keys it no longer
+        # has are deleted, or their expiry would be subtracted from those keys' totals again.
         rows = self._rows_of(reservation.id)
         self._ensure_totals([*reservation.keys, *rows])
         for key, (usd, _) in rows.items():
             self._add_to_totals(key, -usd, 0.0)
+        gone = [(reservation.id, key) for key in rows if key not in reservation.keys]
+        if gone:
+            self._db.executemany("DELETE FROM budget_reservation WHERE id = ? AND key = ?", gone)
         rows.clear()
         for key in reservation.keys:
             rows[key] = (reservation.amount, reservation.expires_at)

@@ -11,7 +11,7 @@ import pytest
 
 from collector.budgets.config import parse_budgets
 from collector.budgets.ledger import Ledger, run_key, window_key
-from collector.budgets.model import CheckRequest, Settlement
+from collector.budgets.model import CheckRequest, Reservation, Settlement
 
 BUDGETS = parse_budgets(
     [
@@ -197,3 +197,15 @@ def test_a_sqlite_ledger_of_the_older_schema_is_moved_over_with_its_rows(tmp_pat
     assert reserved(ledger) == (D("0.01"), D("0.01"))
     ledger.store.close()
     SqliteLedgerStore(path).close()  # opening it again changes nothing
+
+
+def test_a_reservation_put_again_under_other_keys_leaves_nothing_on_the_old_ones(ledger, clock):
+    # A check re-sent with the same span id after midnight reserves under another day's window.
+    store, now = ledger.store, clock().timestamp()
+    store.run(lambda txn: txn.put_reservation(Reservation("r", ("A", "B"), D("1"), now + 60)), now=now)
+    store.run(lambda txn: txn.put_reservation(Reservation("r", ("A", "C"), D("1"), now + 60)), now=now)
+    held = store.run(lambda txn: txn.reservation("r", now), now=now)
+    assert held is not None and sorted(held.keys) == ["A", "C"]
+    assert [reserved_on(ledger, key) for key in ("A", "B", "C")] == [D("1"), D("0"), D("1")]
+    clock.advance(seconds=61)
+    assert [reserved_on(ledger, key) for key in ("A", "B", "C")] == [D("0"), D("0"), D("0")]
