@@ -342,8 +342,8 @@ class SqliteLedgerTxn:
         if expired:
             keys = list(dict.fromkeys(key for _, key, _ in expired if key not in self._totals))
             totals = {}
-            for offset in range(0, len(keys), 500):
-                chunk = keys[offset:offset + 500]
+            for offset in range(0, len(keys), _SQL_VARIABLES):
+                chunk = keys[offset:offset + _SQL_VARIABLES]
                 totals.update(
                     (key, (Decimal(usd), until))
                     for key, usd, until in self._db.execute(
@@ -437,28 +437,24 @@ class SqliteBatchTxn(SqliteLedgerTxn):
     `SqliteLedgerTxn`'s. Spend is already cached by the parent for the transaction.
     """
 
-    _SQL_VARIABLES = 500
-
     def __init__(self, connection: sqlite3.Connection, spans: list[SpanCost]) -> None:
         super().__init__(connection)
         self._accounted: set[str] = set()  # counted before this batch, or by it
         self._new_accounted: dict[str, float] = {}
         self._spend_writes: dict[str, float] = {}  # key -> keep_until (the highest asked for)
-        self._blocks: dict[str, RunBlock | None] = {}
         ids = list({span.span_id for span in spans})
-        for offset in range(0, len(ids), self._SQL_VARIABLES):
-            chunk = ids[offset:offset + self._SQL_VARIABLES]
-            marks = ",".join("?" * len(chunk))
+        for offset in range(0, len(ids), _SQL_VARIABLES):
+            chunk = ids[offset:offset + _SQL_VARIABLES]
             self._accounted.update(row[0] for row in connection.execute(
-                f"SELECT span_id FROM budget_accounted WHERE span_id IN ({marks})", chunk))
+                f"SELECT span_id FROM budget_accounted WHERE span_id IN ({_marks(len(chunk))})", chunk))
         # Each span reads its run's spend and block: read them for every run of the batch at once.
         runs = list({run_key(span.tenant, span.run_id) for span in spans})
-        for offset in range(0, len(runs), self._SQL_VARIABLES):
-            chunk = runs[offset:offset + self._SQL_VARIABLES]
+        for offset in range(0, len(runs), _SQL_VARIABLES):
+            chunk = runs[offset:offset + _SQL_VARIABLES]
             self.spends(chunk)
             self._blocks.update(dict.fromkeys(chunk))
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT run_key, budget, step, at FROM budget_run_block WHERE run_key IN ({marks})"
+            query = ("SELECT run_key, budget, step, at FROM budget_run_block "
+                     f"WHERE run_key IN ({_marks(len(chunk))})")
             for key, budget, step, at in connection.execute(query, chunk):
                 self._blocks[key] = RunBlock(budget, step, at)
 
@@ -476,15 +472,6 @@ class SqliteBatchTxn(SqliteLedgerTxn):
             self._spent[key] = current[key] + amount
             if writes.get(key, keep_until) <= keep_until:
                 writes[key] = keep_until
-
-    def run_block(self, key: str) -> RunBlock | None:
-        if key not in self._blocks:
-            self._blocks[key] = super().run_block(key)
-        return self._blocks[key]
-
-    def set_run_block(self, key: str, block: RunBlock, *, keep_until: float) -> None:
-        super().set_run_block(key, block, keep_until=keep_until)  # INSERT OR IGNORE: the first stays
-        self._blocks.pop(key, None)
 
     def flush(self) -> None:
         """Write what the batch counted, in the caller's transaction."""
