@@ -291,12 +291,9 @@ class Ledger:
             labels = (span.tenant, span.feature, span.agent)
             found = targets.get(labels)
             if found is None:
-                budgets = self.applicable(tenant=span.tenant, feature=span.feature, agent=span.agent)
-                window_keys = [window_key(budget.name, window, period)
-                               for budget, window, period, _ in _windows(budgets, moment)]
-                found = targets[labels] = _Targets(
-                    budgets, [(key, self._keep_until(key, now)) for key in window_keys], _tracks_run(budgets)
-                )
+                plan = self._plan(span.tenant, span.feature, span.agent, moment, now)
+                keep = [(key, self._keep_until(key, now)) for key in plan.window_keys]
+                found = targets[labels] = _Targets(plan.budgets, keep, plan.tracks_run)
             return found
 
         def operation(txn: LedgerTxn) -> list[tuple[SpanCost, RunBlock]]:
