@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 from collector.telemetry import CounterVec
@@ -145,22 +146,7 @@ def build_request(
     step = fields.get("step") or 0
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise BadCheckRequest(f"step: must be an integer >= 0, got {step!r}")
-    span_id = _text(fields, "span_id")
-    estimate = _money(fields, "estimated_cost_usd") or Decimal(0)
-    # A request that only reports finished calls (a flush) needs no run.
-    settling_only = not span_id and not estimate and (settlements or releases)
-    return CheckRequest(
-        run_id=_text(fields, "run_id", required=not settling_only),
-        tenant=_text(fields, "tenant") or DEFAULT_TENANT,
-        feature=_text(fields, "feature"),
-        agent=_text(fields, "agent"),
-        estimated_cost_usd=estimate,
-        span_id=span_id,
-        step=step,
-        settle=tuple(settlements),
-        release=tuple(releases),
-        allowance_usd=_money(fields, "allowance_usd") or Decimal(0),
-    )
+    return _check_request(fields.get, settlements, tuple(releases), step)
 
 
 def request_from_message(message: Any) -> CheckRequest:
@@ -191,20 +177,29 @@ def request_from_message(message: Any) -> CheckRequest:
     step = message.step
     if step < 0:
         raise BadCheckRequest(f"step: must be an integer >= 0, got {step!r}")
-    span_id = _text_value("span_id", message.span_id)
-    estimate = _money_value("estimated_cost_usd", message.estimated_cost_usd) or Decimal(0)
+    return _check_request(partial(getattr, message), settlements, releases, step)
+
+
+def _check_request(
+    field: Callable[[str], Any], settlements: list[Settlement], releases: tuple[str, ...], step: int
+) -> CheckRequest:
+    """The scalar fields of a check, read through `field(name)` and validated the same way
+    whichever transport the check came by, with its already validated lists and step."""
+    span_id = _text_value("span_id", field("span_id"))
+    estimate = _money_value("estimated_cost_usd", field("estimated_cost_usd")) or Decimal(0)
+    # A request that only reports finished calls (a flush) needs no run.
     settling_only = not span_id and not estimate and (settlements or releases)
     return CheckRequest(
-        run_id=_text_value("run_id", message.run_id, required=not settling_only),
-        tenant=_text_value("tenant", message.tenant) or DEFAULT_TENANT,
-        feature=_text_value("feature", message.feature),
-        agent=_text_value("agent", message.agent),
+        run_id=_text_value("run_id", field("run_id"), required=not settling_only),
+        tenant=_text_value("tenant", field("tenant")) or DEFAULT_TENANT,
+        feature=_text_value("feature", field("feature")),
+        agent=_text_value("agent", field("agent")),
         estimated_cost_usd=estimate,
         span_id=span_id,
         step=step,
         settle=tuple(settlements),
         release=releases,
-        allowance_usd=_money_value("allowance_usd", message.allowance_usd) or Decimal(0),
+        allowance_usd=_money_value("allowance_usd", field("allowance_usd")) or Decimal(0),
     )
 
 
