@@ -149,11 +149,12 @@ class Ledger:
         budgets, windows, window_keys, ttl, tracks_run = self._plan(
             request.tenant, request.feature, request.agent, moment, now
         )
-        run = run_key(request.tenant, request.run_id) if tracks_run else None
+        # A request without a run only settles: it reads no run (and `prefetch` drops empty ids).
+        run = run_key(request.tenant, request.run_id) if tracks_run and request.run_id else None
         keys = [*window_keys, run] if run is not None else list(window_keys)
         touched = [settlement.reservation_id or settlement.span_id for settlement in request.settle]
         touched += request.release
-        touched += [request.span_id] if request.span_id else []
+        touched.append(request.span_id)
 
         def operation(txn: LedgerTxn) -> CheckAnswer:
             # Everything below reads these: one round trip to the store instead of one per read.

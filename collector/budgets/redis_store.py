@@ -59,11 +59,11 @@ def _held(raw: Any) -> Held | None:
 class RedisLedgerTxn:
     """Reads WATCH and cache; writes are buffered and applied to the cache (read-your-writes).
 
-    `reader`, if given, is a client whose own connection `prefetch` reads through in one round
-    trip, after WATCHing every key it reads: a change after the WATCH fails the EXEC as usual.
+    `reader` is a client whose own connection `prefetch` reads through in one round trip, after
+    WATCHing every key it reads: a change after the WATCH fails the EXEC as usual.
     """
 
-    def __init__(self, pipe: Any, prefix: str, now: float, reader: Any = None) -> None:
+    def __init__(self, pipe: Any, prefix: str, now: float, reader: Any) -> None:
         self._pipe = pipe
         self._p = prefix
         self._now = now
@@ -98,7 +98,7 @@ class RedisLedgerTxn:
         keys = [key for key in dict.fromkeys(keys) if key not in self._totals]
         ids = [rid for rid in dict.fromkeys(reservation_ids) if rid]
         runs = list(dict.fromkeys(run_keys))
-        if self._reader is None or not (keys or ids or runs):
+        if not (keys or ids or runs):
             return
         names = [f"{p}:{kind}:{key}" for key in keys for kind in ("spend", "rsvsum", "rsv", "rsvexp")]
         names += [f"{p}:rsvkeys:{rid}" for rid in ids] + [f"{p}:block:{key}" for key in runs]
