@@ -51,18 +51,6 @@ class StreamObserver:
         elif encoding not in ("", "identity"):
             self._reader = None  # br / zstd: not decoded here; the span says usage is incomplete
 
-    def feed(self, chunk: bytes) -> None:
-        reader = self._reader
-        if reader is None or not chunk:
-            return
-        try:
-            if self._decompress is not None:
-                chunk = self._decompress.decompress(chunk)
-            reader.feed(chunk)
-        except Exception as exc:
-            self._reader = None
-            log_failure_once("reading a streamed LLM answer", exc)
-
     def flush(self) -> None:
         """Read the pending chunks (the wrapper calls this every `FLUSH_EVERY` chunks)."""
         pending = self.pending

@@ -12,7 +12,6 @@ from typing import Any
 
 from cognocient_otel.llm import requests as api_ids
 from cognocient_otel.llm.jsonio import loads_object
-from cognocient_otel.pricing import TokenUsage
 
 __all__ = ["JsonBodyReader", "ResponseSummary"]
 
@@ -59,15 +58,6 @@ class ResponseSummary:
         self.provider_cost_usd: Decimal | None = None
         self.usage_complete = False
         self.error_type: str | None = None
-
-    def token_usage(self) -> TokenUsage:
-        return TokenUsage(
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cache_read_tokens=self.cache_read_tokens,
-            cache_write_tokens=self.cache_creation_tokens,
-            reasoning_tokens=self.reasoning_tokens,
-        )
 
     # --- one whole JSON answer ----------------------------------------------------------------
     def read_body(self, api: str, body: Any) -> None:
@@ -187,13 +177,10 @@ class JsonBodyReader:
             self._chunks.append(chunk)
 
     def feed_all(self, chunks: list[bytes]) -> None:
-        size = self._size + sum(map(len, chunks))
-        if size <= _MAX_BUFFERED_BODY:
-            self._size = size
+        # Past the cap the body is not read at all (`finish`), so which chunks were kept is moot.
+        self._size += sum(map(len, chunks))
+        if self._size <= _MAX_BUFFERED_BODY:
             self._chunks.extend(chunks)
-            return
-        for chunk in chunks:
-            self.feed(chunk)
 
     def finish(self) -> None:
         if self._size > _MAX_BUFFERED_BODY or not self._chunks:
