@@ -206,7 +206,18 @@ class BudgetClient:
         # Every line here runs on the LLM call's path, right after the thread wakes from the
         # previous call (cold caches): measured in the bench, the client's Python costs several
         # times what it costs in a hot loop, so empty fields are not set, nothing is counted when
-        # nothing is pending, and nobody is notified when nobody waits.
+        # nothing is pending, and nobody is notified when nobody waits. The request is built
+        # before anything is taken from the queues: arguments that cannot make one raise while
+        # every queued settlement and release is still queued, none counted as in flight.
+        request = budget_pb2.CheckRequest(
+            run_id=run_id, tenant=tenant or self.tenant, feature=feature, agent=agent, span_id=span_id
+        )
+        if estimated_cost_usd:
+            request.estimated_cost_usd = float(estimated_cost_usd)
+        if step:
+            request.step = step
+        if allowance_usd:
+            request.allowance_usd = float(allowance_usd)
         with self._lock:
             if self._retry_at and time.monotonic() < self._retry_at:
                 return self._policy_answer(self._last_failure)  # what is queued stays queued
@@ -224,15 +235,6 @@ class BudgetClient:
                 # A flush that found nothing to send (another thread's check took it, or a
                 # release still waits for the answer to one): nothing to ask.
                 return BudgetDecision(decision="allow", reason="nothing to report")
-        request = budget_pb2.CheckRequest(
-            run_id=run_id, tenant=tenant or self.tenant, feature=feature, agent=agent, span_id=span_id
-        )
-        if estimated_cost_usd:
-            request.estimated_cost_usd = float(estimated_cost_usd)
-        if step:
-            request.step = step
-        if allowance_usd:
-            request.allowance_usd = float(allowance_usd)
         if releases:
             request.release.extend(releases)
         if not pending:

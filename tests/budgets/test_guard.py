@@ -240,3 +240,17 @@ def test_a_release_never_overtakes_the_settlements_of_its_allowance(service):
     guard.close()
     held = ledger.store.run(lambda txn: txn.reserved("run/default/A", 0), now=ledger.clock().timestamp())
     assert held == 0  # every allowance of run A was released in the end
+
+
+def test_a_check_with_arguments_that_make_no_request_keeps_the_queued_reports(service):
+    from cognocient_otel.budget_client.client import PendingSettlement
+
+    client = BudgetClient(service.endpoint, timeout_seconds=2)
+    client.report(PendingSettlement("s1", D("0.10"), "s1", D("0.20")))
+    client.release("a1")
+    with pytest.raises(TypeError):
+        client.check(run_id=123)  # type: ignore[arg-type]
+    assert client.has_pending()  # nothing was taken out of the queues and lost
+    assert client.flush()
+    assert not client.has_pending()
+    client.close()
