@@ -390,11 +390,13 @@ def _serve(config_path: str, plugins: bool) -> None:
     from collector.app import Collector
     from collector.config import load_config
     from collector.logs import setup_logging
+    from collector.main import tune_garbage_collector
 
     setup_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     collector = Collector(load_config(config_path), plugins=None if plugins else []).start()
+    tune_garbage_collector()
     stop.wait()
     collector.stop()
 

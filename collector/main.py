@@ -7,6 +7,7 @@ message names the field), 1 when the collector cannot start (port taken, store u
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -17,6 +18,23 @@ from collector.config import ConfigError, load_config
 from collector.logs import setup_logging
 
 logger = logging.getLogger("collector")
+
+# Collect the youngest generation after this many more container objects than were freed, not
+# 700 (CPython's default). Ingest allocates and frees a few objects per span attribute, and the
+# default made about one young collection per 800 spans, each walking what the pipeline holds at
+# that moment: ~1.2 us of CPU per span (~6 % of ingest). Memory that really grows (new runs)
+# still triggers a collection after 20,000 objects, a few MB at most.
+YOUNG_GENERATION_THRESHOLD = 20_000
+
+
+def tune_garbage_collector() -> None:
+    """For a long-running server: what is loaded at start (imports, the runs loaded back from the
+    store) is moved out of the collector's reach for good (`gc.freeze`), so that the older
+    generations' collections do not walk it again and again, and young collections are rarer."""
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # a plugin failing at start, say: still a clear exit, not a hung process
         logger.exception("cannot start", extra={"event": "collector.start_failed"})
         return 1
+    tune_garbage_collector()
     while not stop.wait(1.0):
         pass
     logger.info("stopping: draining accepted requests", extra={"event": "collector.stopping"})

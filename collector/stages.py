@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from decimal import Decimal
+from operator import attrgetter
 
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from collector import attributes as attr
@@ -20,6 +21,8 @@ from collector.store import CLEAR_RECENT_MARKS, MOVE_MARKS, Store, UnitOfWork
 # per mark. The keys are held in memory meanwhile (about 6 MB at the limit).
 SETTLE_AFTER = 50_000
 _FIND_SEEN = select_present("spans_seen", "k")
+_DEDUP_KEY = attrgetter("dedup_key")
+_RUN_KEY = attrgetter("tenant", "run_id")
 _INSERT_BLOCK = "INSERT INTO spans_recent_blocks (keys, width, t) VALUES (?, ?, ?)"
 
 
@@ -86,15 +89,13 @@ class DedupStage(Stage):
             if len(self._recent) >= self.settle_after:
                 self._settle(uow)
         recent, pending = self._recent, self._pending
-        kept: list[SpanRecord] = []
-        candidates: dict[bytes, None] = {}
-        for record in records:
-            key = record.dedup_key
-            if key in recent or key in pending or key in candidates:
-                continue
-            candidates[key] = None
+        # Set operations in C, not a Python step per key: a batch's keys are nearly always all new.
+        candidates = dict.fromkeys(map(_DEDUP_KEY, records))  # a second copy in the batch drops here
+        if not recent.isdisjoint(candidates) or not pending.isdisjoint(candidates):
+            for key in [key for key in candidates if key in recent or key in pending]:
+                del candidates[key]
         if candidates:
-            new_blocks = blocks(candidates, in_order=True)
+            new_blocks = blocks(candidates)
             seen_before = [seen for width, keys in new_blocks.items()
                            for (seen,) in conn.execute(_FIND_SEEN, (keys, width))]
             if seen_before:  # rare: a re-delivery of a span counted before the last move
@@ -108,6 +109,7 @@ class DedupStage(Stage):
             uow.after_commit(lambda fresh=tuple(candidates): recent.update(fresh))
         if len(candidates) == len(records):
             return
+        kept: list[SpanRecord] = []
         for record in records:
             if record.dedup_key in candidates:
                 del candidates[record.dedup_key]  # a second copy inside the same batch is a duplicate
@@ -118,7 +120,7 @@ class DedupStage(Stage):
     def _settle(self, uow: UnitOfWork) -> None:
         """Move the committed recent marks into `spans_seen` (in `uow`'s transaction)."""
         stamp = self._stamp(uow.now)
-        for width, keys in blocks(self._recent, in_order=True).items():
+        for width, keys in blocks(self._recent).items():
             uow.execute(MOVE_MARKS, (keys, width, stamp))
         uow.execute(CLEAR_RECENT_MARKS)
         # Until the commit the moved keys are in both places, which changes no answer; after a
@@ -171,13 +173,13 @@ class RollupStage(Stage):
         if uow is None or not records:
             return
         now = uow.now
-        uow.prefetch({(record.tenant, record.run_id) for record in records})
+        run_keys = list(map(_RUN_KEY, records))  # (tenant, run_id) tuples, built in C
+        uow.prefetch(set(run_keys))
         runs: dict[tuple[str, str], RunRollup | None] = {}
         # Per (feature, agent, provider, model): [cost, calls, input, output, cache_read,
         # cache_creation, reasoning, unpriced calls]; turned into counter deltas once per batch.
         llm: dict[tuple[str, str, str, str], list] = {}
-        for record in records:
-            key = (record.tenant, record.run_id)
+        for record, key in zip(records, run_keys, strict=True):
             run = runs.get(key, _MISSING)
             if run is _MISSING:
                 creates = record.is_llm or record.has_explicit_run or record.operation in _RUN_OPERATIONS

@@ -66,6 +66,25 @@ def test_each_key_passes_once_within_and_across_batches(tmp_path: Path, size: in
         store.close()
 
 
+def test_a_key_marked_earlier_in_the_same_transaction_is_a_duplicate(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "dedup.db"))
+    stage = DedupStage(stats=CollectorStats())
+    keys = _keys(300)
+    try:
+        assert _commit(store, stage, keys[:100]) == keys[:100]
+        uow, first = _process(store, stage, keys[50:200])  # 50 committed before: duplicates
+        second = SpanBatch([_record(key) for key in keys[150:300]])
+        second.uow = uow
+        stage.process(second)  # 150..199 marked by the first batch, not committed yet
+        uow.commit()
+        assert [record.dedup_key for record in first.records] == keys[100:200]
+        assert [record.dedup_key for record in second.records] == keys[200:300]
+        assert (first.duplicates, second.duplicates) == (50, 50)
+        assert sorted(_recent_keys(store)) == keys
+    finally:
+        store.close()
+
+
 def test_recent_marks_move_to_spans_seen_and_still_count(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "dedup.db"))
     stage = DedupStage(stats=CollectorStats(), settle_after=250)
