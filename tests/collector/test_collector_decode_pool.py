@@ -7,6 +7,7 @@ import gzip
 import os
 import random
 import signal
+from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -165,14 +166,29 @@ def test_decode_workers_end_with_a_killed_collector(collector_process, tmp_path:
     wait_for(all_gone, timeout=30, message="decode workers exited after the collector was killed")
 
 
+class _StalledExecutor:
+    """Takes every task and never runs it."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future:
+        self.submitted += 1
+        return Future()
+
+
 def test_a_request_the_worker_is_slow_to_decode_is_decoded_on_the_thread(
     pool: DecodePool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("collector.decode_pool.WORKER_TIMEOUT_SECONDS", 0.0)  # never waited for
+    # A worker that never answers (a real one can answer before a zero timeout is checked on a
+    # busy machine), and no wait for it.
+    stalled = _StalledExecutor()
+    monkeypatch.setattr(pool, "_executor", stalled)
+    monkeypatch.setattr("collector.decode_pool.WORKER_TIMEOUT_SECONDS", 0.0)
     body = random_request(random.Random(3), 60)
     before = pool.worker_requests
     batch = pool.decode(body, "grpc")
     expected = decode_request(parse_protobuf(body), transport="grpc")
-    assert pool.worker_requests == before
+    assert stalled.submitted == 1 and pool.worker_requests == before
     assert [r.dedup_key for r in batch.records] == [r.dedup_key for r in expected.records]
     assert batch.records[0].raw.__class__ is tuple  # decoded here, not unpacked from a worker
