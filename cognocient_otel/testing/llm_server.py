@@ -19,6 +19,7 @@ queues exact answers (errors, token counts, delays) for the next requests, in or
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -96,6 +97,17 @@ def _requested_output_tokens(body: dict[str, Any]) -> int:
     return _DEFAULT_OUTPUT_TOKENS
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a stream closed early, a reset keep-alive connection) is the
+        # client's right, not a server error worth a traceback on the test output.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class LLMServer:
     """The fake LLM API server. Start it with `start()` or `with LLMServer() as server:`."""
 
@@ -113,8 +125,7 @@ class LLMServer:
         if self._httpd is not None:
             return self
         handler = type("_BoundHandler", (_Handler,), {"llm_server": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        httpd.daemon_threads = True
+        httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd = httpd
         self.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
         self._thread = threading.Thread(target=httpd.serve_forever, name="llm-server", daemon=True)
