@@ -471,7 +471,7 @@ def main() -> None:
     parser.add_argument("--no-plugins", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-workers", type=int, help="receivers.otlp.grpc.max_workers (experiments)")
     parser.add_argument("--decode-workers", type=int,
-                        help="receivers.otlp.decode_workers (default: the collector's default, 0)")
+                        help="receivers.otlp.decode_workers (default: the collector's default, auto)")
     args = parser.parse_args()
     TUNING.update(grpc_workers=args.grpc_workers, decode_workers=args.decode_workers)
     if args.serve:

@@ -95,7 +95,7 @@ class WasteStage(Stage):
         price_book: PriceBook | None = None,
         loop_blockers: Iterable[LoopBlocker] = (),
         retention_seconds: float = 30 * 86400.0,
-        cached_entries: int = 200_000,
+        cached_entries: int = 100_000,
         flags_raised: CounterVec | None = None,
         metrics: StageMetrics | None = None,
     ) -> None:

@@ -20,6 +20,7 @@ def test_no_file_gives_the_embedded_defaults() -> None:
     assert config.store.path == "cognocient.db"
     assert config.runs.idle_timeout_seconds == 900
     assert config.runs.retention_days == 30
+    assert config.receivers.otlp.decode_workers == "auto"
     assert config == CollectorConfig()
 
 

@@ -151,6 +151,19 @@ def test_a_collector_decodes_large_requests_in_its_worker_and_survives_its_death
         assert status == 200 and run["steps"] == 300 and Decimal(str(run["cost_usd"])) == Decimal("3.00")
 
 
+def test_a_collector_on_its_defaults_decodes_large_requests_in_a_worker_per_core(start_collector) -> None:
+    collector = start_collector()  # receivers.otlp.decode_workers left at its default, auto
+    cores = os.cpu_count() or 1
+    pool = collector.decode_pool
+    assert pool.workers == (0 if cores < 2 else min(4, cores))
+    if pool.workers:
+        wait_for(pool.worker_pids, timeout=60, message="decode workers up")
+    _export_big_request(collector.grpc_port, "run-default")
+    assert pool.worker_requests == (1 if pool.workers else 0)  # one core: decoded on the thread
+    status, run = get_json(f"http://127.0.0.1:{collector.http_port}/v1/runs/run-default")
+    assert status == 200 and run["steps"] == 300
+
+
 def test_decode_workers_end_with_a_killed_collector(collector_process, tmp_path: Path) -> None:
     process = collector_process(receivers={"otlp": {
         "grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}, "decode_workers": 2}})
