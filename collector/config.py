@@ -66,8 +66,8 @@ class OtlpReceiverConfig(_Section):
     grpc: GrpcReceiverConfig = GrpcReceiverConfig()
     http: HttpReceiverConfig = HttpReceiverConfig()
     # Processes that decode large protobuf requests (collector/decode_pool.py); auto (default): one
-    # per core, at most 4, none on a single core; 0: decode on the receiver threads (one core for
-    # all of ingest, ~25 % less CPU per span, ~45 MB less memory).
+    # per usable core, at most 2, none on a single core; 0: decode on the receiver threads (one
+    # core for all of ingest, ~25 % less CPU per span, ~45 MB less memory).
     decode_workers: int | str = "auto"
 
     @field_validator("decode_workers", mode="before")

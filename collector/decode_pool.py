@@ -20,11 +20,13 @@ the receiver thread and a new pool is started. Nothing is lost or refused becaus
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import marshal
 import multiprocessing
 import os
 import select
+import signal
 import threading
 import time
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
@@ -52,20 +54,72 @@ _LABEL_POSITIONS = tuple(_FIELDS.index(name) for name in (
 ))
 
 
+AUTO_MAX_WORKERS = 2
+# A worker that waits for the others to start gives up after this: the pool is used anyway.
+START_TIMEOUT_SECONDS = 30.0
+
+
 def workers_for(setting: int | str, cpu_count: int | None = None) -> int:
-    """`auto`: one worker per core, at most 4, none on a single core; else the number given.
+    """`auto`: one worker per usable core, at most 2, none on a single core; else the number given.
 
     One per core rather than per spare core: while a worker decodes, the collector process is
     often waiting on its GIL or on SQLite, and on 2 cores 2 workers measured faster than one
-    (docs/collector.md "Decode worker processes")."""
+    (docs/collector.md "Decode worker processes"). At most 2: decoding is about two thirds of a
+    span's work and the single writer the rest, so two decoding cores keep the writer busy; more
+    would add memory (a worker grows while it decodes) for little throughput (not measured: this
+    was built on 2 cores)."""
     if setting != "auto":
         return int(setting)
-    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-    return 0 if cores < 2 else min(4, cores)
+    cores = cpu_count if cpu_count is not None else usable_cores()
+    return 0 if cores < 2 else min(AUTO_MAX_WORKERS, cores)
+
+
+def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota.
+
+    `os.cpu_count()` is the host's count, which in a container limited to one CPU of a large
+    host would start workers that only compete with the collector for that CPU."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        with open(cpu_max) as limits:
+            quota, period = limits.read().split()
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, -(-int(quota) // int(period))))
+
+
+def _start_worker(collector_pid: int, all_started: Any) -> None:
+    """Worker initializer: the collector alone decides when a worker ends.
+
+    Ctrl-C sends SIGINT to the whole foreground process group, and a service manager may send
+    SIGTERM to all of the collector's processes; the forkserver hands its workers Python's
+    default handlers back, so they would die mid-task with a traceback each, and the pool would
+    be restarted during the drain. The collector drains, then shuts its pool down; a worker
+    ignores both signals and leaves with the pool or with the collector process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    global _all_started
+    _all_started = all_started
+    _exit_with_collector(collector_pid)
+
+
+_all_started: Any = None  # the pool's start barrier, in a worker process
+
+
+def _worker_pid() -> int:
+    """The warm-up task: each worker takes one, since it holds the task until all have one."""
+    with contextlib.suppress(threading.BrokenBarrierError):  # one did not come up: the others report
+        _all_started.wait(START_TIMEOUT_SECONDS)
+    return os.getpid()
 
 
 def _exit_with_collector(collector_pid: int, poll_seconds: float = 0.5) -> None:
-    """Worker initializer: leave as soon as the collector process has ended.
+    """Leave as soon as the collector process has ended.
 
     Nothing else would tell a worker: it blocks reading its task queue, whose write end it holds
     itself, and the forkserver it was forked from lives as long as its workers do (they hold the
@@ -205,7 +259,7 @@ class DecodePool:
                 return
             executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=context,
-                initializer=_exit_with_collector, initargs=(os.getpid(),),
+                initializer=_start_worker, initargs=(os.getpid(), context.Barrier(self.workers)),
             )
             self._executor = executor
         threading.Thread(
@@ -213,9 +267,13 @@ class DecodePool:
         ).start()
 
     def _warm_up(self, executor: ProcessPoolExecutor) -> None:
-        """Start every worker (a task each), then let requests through to them."""
+        """Start every worker (a task each), then let requests through to them.
+
+        Each submit starts a process while none is idle, but a fast worker could take two of
+        these tasks: `_worker_pid` holds its task until every worker has one, so the pids
+        returned are all of them."""
         try:
-            tasks = [executor.submit(os.getpid) for _ in range(self.workers)]
+            tasks = [executor.submit(_worker_pid) for _ in range(self.workers)]
             pids = {task.result() for task in tasks}
         except Exception as error:  # e.g. no forkserver socket can be made here: decode in-thread
             logger.warning("decode worker processes did not start: %s", error,

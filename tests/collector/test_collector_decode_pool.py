@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
 from collector.decode import MalformedRequest, decode_request, parse_protobuf
-from collector.decode_pool import DecodePool, workers_for
+from collector.decode_pool import DecodePool, usable_cores, workers_for
 from collector.process import stat_fields
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -112,9 +112,22 @@ def test_small_bodies_stay_on_the_receiver_thread() -> None:
 
 
 @pytest.mark.parametrize(("setting", "cores", "workers"), [
-    ("auto", 1, 0), ("auto", 2, 2), ("auto", 8, 4), (0, 8, 0), (3, 1, 3)])
-def test_auto_takes_a_worker_per_core_up_to_four_none_on_one(setting: Any, cores: int, workers: int) -> None:
+    ("auto", 1, 0), ("auto", 2, 2), ("auto", 8, 2), (0, 8, 0), (3, 1, 3)])
+def test_auto_takes_a_worker_per_core_up_to_two_none_on_one(setting: Any, cores: int, workers: int) -> None:
     assert workers_for(setting, cores) == workers
+
+
+@pytest.mark.parametrize(("cpu_max", "cores"), [
+    (None, 8), ("max 100000\n", 8), ("150000 100000\n", 2), ("50000 100000\n", 1),
+    ("1600000 100000\n", 8), ("garbage\n", 8)])
+def test_usable_cores_are_the_affinity_capped_by_the_cgroup_quota(
+    cpu_max: str | None, cores: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    assert usable_cores(str(path)) == cores
 
 
 def _export_big_request(port: int, run_id: str, spans: int = 300) -> None:
@@ -153,11 +166,11 @@ def test_a_collector_decodes_large_requests_in_its_worker_and_survives_its_death
 
 def test_a_collector_on_its_defaults_decodes_large_requests_in_a_worker_per_core(start_collector) -> None:
     collector = start_collector()  # receivers.otlp.decode_workers left at its default, auto
-    cores = os.cpu_count() or 1
     pool = collector.decode_pool
-    assert pool.workers == (0 if cores < 2 else min(4, cores))
-    if pool.workers:
-        wait_for(pool.worker_pids, timeout=60, message="decode workers up")
+    assert pool.workers == workers_for("auto")
+    if pool.workers:  # every worker up and known, not only the first to answer
+        pids = wait_for(pool.worker_pids, timeout=60, message="decode workers up")
+        assert len(pids) == pool.workers
     _export_big_request(collector.grpc_port, "run-default")
     assert pool.worker_requests == (1 if pool.workers else 0)  # one core: decoded on the thread
     status, run = get_json(f"http://127.0.0.1:{collector.http_port}/v1/runs/run-default")
@@ -177,6 +190,25 @@ def test_decode_workers_end_with_a_killed_collector(collector_process, tmp_path:
     def all_gone() -> bool:  # ended, or a zombie nobody reaped yet
         return all(stat_fields(pid)[:1] in ([], ["Z"]) for pid in descendants)
     wait_for(all_gone, timeout=30, message="decode workers exited after the collector was killed")
+
+
+def test_ctrl_c_drains_the_collector_and_its_workers_without_a_traceback(collector_process) -> None:
+    process = collector_process(receivers={"otlp": {
+        "grpc": {"endpoint": "127.0.0.1:0"}, "http": {"endpoint": "127.0.0.1:0"}, "decode_workers": 2}})
+    log_offset = process.log_path.stat().st_size if process.log_path.exists() else 0
+    process.start()
+    wait_for(lambda: '"workers":2' in process.log_path.read_text()[log_offset:],
+             timeout=60, message="both decode workers ready")
+    tree = process.pids()  # the collector, the forkserver, the resource tracker, the workers
+    _export_big_request(process.grpc_port, "run-int")
+    for pid in tree:  # what a terminal's Ctrl-C does: SIGINT to the whole process group
+        os.kill(pid, signal.SIGINT)
+    assert process.process.wait(timeout=30) == 0
+    log = process.log_path.read_bytes()[log_offset:].decode()
+    assert "collector.stopped" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log and "decode_pool.restart" not in log
+    wait_for(lambda: all(stat_fields(pid)[:1] in ([], ["Z"]) for pid in tree[1:]),
+             timeout=30, message="decode workers exited with the collector")
 
 
 class _StalledExecutor:

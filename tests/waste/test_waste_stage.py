@@ -33,7 +33,7 @@ class Pipeline:
     """The collector's stages over one store file, as the ingest writer runs them."""
 
     def __init__(self, path: Path, config: WasteConfig | None = None, budgets=(), redis_url=None,
-                 cached_entries: int = 200_000) -> None:
+                 cached_entries: int | None = None) -> None:
         self.store = Store(str(path))
         self.state = RunState()
         stats = CollectorStats()
@@ -42,8 +42,10 @@ class Pipeline:
         if budgets:  # the budgets part's own stage and ledger, in the same store file
             self.budgets = BudgetRuntime.build(budgets, store_path=str(path), redis_url=redis_url)
             tail = self.budgets.stage_factory(tail)
+        # None: the stage's own default bound
+        bound = {} if cached_entries is None else {"cached_entries": cached_entries}
         self.waste = WasteStage(tail, config=config or WasteConfig(), price_book=PriceBook(),
-                                loop_blockers=loop_blockers_from(budgets), cached_entries=cached_entries)
+                                loop_blockers=loop_blockers_from(budgets), **bound)
         self.head = DedupStage(CostStage(RollupStage(self.waste, stats=stats), price_book=PriceBook()),
                                stats=stats)
         for stage in self.head.stages():
