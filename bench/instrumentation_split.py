@@ -21,9 +21,12 @@ over rounds of that round's difference to `bare` (paired by round: the machine d
 rounds more than within one).
 
 Configurations: `bare`; `ours` (in a `run()` with a budget, as in the overhead benchmark);
-`ours, no-op tracer` (the same with a `NoOpTracerProvider`: no recording span); and `control`: a
+`ours, no-op tracer` (the same with a `NoOpTracerProvider`: no recording span); `control`: a
 wrapper at the same place as ours that only spins in a loop for about as long as our hooks take,
-which shows whether time spent there slows the SDK by itself. `openai-v2` is there for
+which shows whether time spent there slows the SDK by itself; and `control (footprint)`: the
+same, but it first does the work of ours that runs in libraries the SDK's call does not touch
+(pydantic-core's parse of the request and the answer, `Decimal` arithmetic, a blake2 digest),
+then spins for the rest, which shows what that wider spread of code costs the SDK. `openai-v2` is there for
 reference: it wraps the SDK's `create` itself, so all its time shows as `sdk +`.
 """
 
@@ -31,18 +34,22 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
+import json
 import random
 import statistics
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx2
 import wrapt
-from instrumentation_overhead import chat, new_provider
-from llm_replay import replay_client
+from instrumentation_overhead import MESSAGES, chat, new_provider
+from llm_replay import record_answers, replay_client
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 from opentelemetry.trace import NoOpTracerProvider
+from pydantic_core import from_json
 
 import cognocient_otel
 import cognocient_otel.httpx_patch as httpx_patch
@@ -103,6 +110,38 @@ class Control:
 
     def off(self) -> None:
         httpx2.Client.send = self._saved
+
+
+class FootprintControl(Control):
+    """A control that first does, outside the SDK's own code paths, what ours does per call in
+    other libraries, then spins for the rest of `micros`."""
+
+    def __init__(self, timers: Timers, micros: float, request: bytes, answer: bytes) -> None:
+        self.request, self.answer = request, answer
+        for _ in range(200):
+            self._work()
+        started = time.perf_counter_ns()
+        for _ in range(2000):
+            self._work()
+        self.work_micros = (time.perf_counter_ns() - started) / 2000 / 1000
+        super().__init__(timers, max(1.0, micros - self.work_micros))
+
+    def _work(self) -> float:
+        answer = from_json(self.answer, cache_strings="keys")
+        request = from_json(self.request, cache_strings="keys")
+        usage = answer["usage"]
+        estimate = Decimal("0.15") * len(self.request) + Decimal("0.6") * request["max_tokens"]
+        cost = Decimal("0.15") * usage["prompt_tokens"] + Decimal("0.6") * usage["completion_tokens"]
+        remaining = Decimal(1_000_000) - estimate + estimate - cost
+        hashlib.blake2b(self.request, digest_size=8).hexdigest()
+        return float(cost) + float(remaining)
+
+    def _wrapper(self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        started = time.perf_counter_ns()
+        self._work()
+        self._spin(self.loops)
+        self.timers.spent["hooks"] += time.perf_counter_ns() - started
+        return wrapped(*args, **kwargs)
 
 
 def main() -> None:
@@ -166,8 +205,12 @@ def main() -> None:
     # The control spins for as long as our hooks took in a first, untimed pass.
     for name in ("bare", "ours"):
         measure(name)
-    control = Control(timers, statistics.median(row[1] for row in results["ours"]))
+    hooks_micros = statistics.median(row[1] for row in results["ours"])
+    control = Control(timers, hooks_micros)
     configurations["control (spin)"] = (control.on, control.off)
+    request = json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 20}).encode()
+    footprint = FootprintControl(timers, hooks_micros, request, b"".join(record_answers()[False][1]))
+    configurations["control (footprint)"] = (footprint.on, footprint.off)
     results = {name: [] for name in configurations}
 
     for _ in range(args.rounds):
@@ -194,6 +237,7 @@ def main() -> None:
             continue
         print(f"  {name:20s} {added(name, lambda row: row[0]):+7.1f} {added(name, lambda row: row[1]):7.1f} "
               f"{added(name, lambda row: row[2]):+7.1f} {added(name, sdk):+7.1f}")
+    print(f"  (the footprint control's library work: {footprint.work_micros:.1f} us a call in a hot loop)")
 
 
 if __name__ == "__main__":
