@@ -41,6 +41,8 @@ def handle_check(
         fields = json.loads(body, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as error:
         return _reply(400, {"error": f"body is not valid JSON: {error}"})
+    except RecursionError:
+        return _reply(400, {"error": "body is not valid JSON: nested too deeply"})
     if not isinstance(fields, dict):
         return _reply(400, {"error": "body must be a JSON object with at least run_id"})
     unknown = sorted(set(fields) - _FIELDS)

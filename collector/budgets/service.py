@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 
+from collector.decode import MAX_COST_USD
 from collector.telemetry import CounterVec
 
 from .ledger import Ledger
@@ -32,6 +33,7 @@ CHECK_SCALAR_FIELDS = (
     "run_id", "tenant", "feature", "agent", "estimated_cost_usd", "span_id", "step", "allowance_usd",
 )
 _MAX_ID = 256
+_MAX_NUMBER_TEXT = 64  # characters of an amount given as a string: longer is no amount of USD
 
 
 class BadCheckRequest(ValueError):
@@ -95,7 +97,17 @@ def _text_value(name: str, value: Any, *, required: bool = False) -> str:
         raise BadCheckRequest(f"{name}: must be a string, got {type(value).__name__}")
     if len(value) > _MAX_ID:
         raise BadCheckRequest(f"{name}: longer than {_MAX_ID} characters")
+    if not value.isascii():
+        _require_utf8(name, value)
     return value
+
+
+def _require_utf8(name: str, value: str) -> None:
+    """JSON's `\ud800` escapes decode to lone surrogates, which no store can encode."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise BadCheckRequest(f"{name}: not valid Unicode text (a lone surrogate)") from None
 
 
 def _money(fields: Mapping[str, Any], name: str, *, optional: bool = False) -> Decimal | None:
@@ -107,13 +119,17 @@ def _money_value(name: str, value: Any, *, optional: bool = False) -> Decimal | 
         return None if optional else Decimal(0)
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
         raise BadCheckRequest(f"{name}: must be a number of USD, got {type(value).__name__}")
+    if isinstance(value, str) and len(value) > _MAX_NUMBER_TEXT:
+        raise BadCheckRequest(f"{name}: must be a number of USD, got a {len(value)}-character string")
     try:
         # str() of a float is its shortest repr: 0.1 stays 0.1, not 0.1000000000000000055...
         amount = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
         raise BadCheckRequest(f"{name}: must be a number of USD, got {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise BadCheckRequest(f"{name}: must be a finite amount >= 0, got {value!r}")
+    # The same bound as a span's reported cost (collector/decode.py): one call's amount; an
+    # amount beyond it would hold a run's or a window's spend at no real call's cost for good.
+    if not amount.is_finite() or amount < 0 or amount > MAX_COST_USD:
+        raise BadCheckRequest(f"{name}: must be a finite amount from 0 to {MAX_COST_USD} USD, got {value!r}")
     return amount
 
 
@@ -142,7 +158,7 @@ def build_request(
     for index, item in enumerate(release):
         if not isinstance(item, str) or not item:
             raise BadCheckRequest(f"release[{index}]: must be a reservation id (string)")
-        releases.append(item)
+        releases.append(_text_value(f"release[{index}]", item))
     step = fields.get("step") or 0
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise BadCheckRequest(f"step: must be an integer >= 0, got {step!r}")

@@ -79,7 +79,7 @@ def test_grpc_bad_request_is_invalid_argument(server):
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.value.details() == "run_id: required (the run's id, cognocient.run.id)"
     client = BudgetClient(server.endpoint, timeout_seconds=2)
-    with pytest.raises(ValueError, match="estimated_cost_usd: must be a finite amount >= 0"):
+    with pytest.raises(ValueError, match="estimated_cost_usd: must be a finite amount"):
         client.check(run_id="r", estimated_cost_usd=D(-1))
     client.close()
 
@@ -136,8 +136,22 @@ def test_http_check_answers_and_settles(checker):
         (
             {"run_id": "r", "estimated_cost_usd": -0.5},
             400,
-            "estimated_cost_usd: must be a finite amount >= 0",
+            "estimated_cost_usd: must be a finite amount from 0 to 1000000 USD",
         ),
+        ({"run_id": "r", "estimated_cost_usd": "1e999999999"}, 400, "estimated_cost_usd: must be a finite"),
+        ({"run_id": "r", "estimated_cost_usd": 1_000_001}, 400, "estimated_cost_usd: must be a finite"),
+        ({"run_id": "r", "estimated_cost_usd": "9" * 65}, 400, "estimated_cost_usd: must be a number of USD"),
+        ({"run_id": "r", "allowance_usd": 1e300}, 400, "allowance_usd: must be a finite amount"),
+        (b'{"run_id": "r", "estimated_cost_usd": NaN}', 400, "estimated_cost_usd: must be a finite amount"),
+        (
+            b'{"run_id": "r", "settle": [{"span_id": "s", "actual_cost_usd": 1e999999}]}',
+            400,
+            "settle[0].actual_cost_usd: must be a finite amount",
+        ),
+        (b'{"run_id": "\\ud800"}', 400, "run_id: not valid Unicode text"),
+        (b'{"run_id": "r", "tenant": "t\\udfff"}', 400, "tenant: not valid Unicode text"),
+        (b'{"run_id": "r", "release": ["\\ud800"]}', 400, "release[0]: not valid Unicode text"),
+        (b'{"run_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "body is not valid JSON"),
         ({"run_id": "r", "settle": [{"actual_cost_usd": 1}]}, 400, "settle[0].span_id: required"),
         ({"run_id": "r", "settle": {"span_id": "x"}}, 400, "settle and release must be lists"),
         ({"run_id": "r", "step": "two"}, 400, "step: must be an integer >= 0"),
@@ -148,6 +162,33 @@ def test_http_check_answers_and_settles(checker):
 def test_http_bad_input_gets_400_with_a_json_error(checker, body, status, error):
     got_status, answer = http(checker, body)
     assert got_status == status and answer["error"].startswith(error), answer
+
+
+def test_an_out_of_bounds_settlement_is_refused_and_spends_nothing(checker):
+    # An unbounded amount once held every run of the window blocked at "$1E+999999" for good.
+    first = {"run_id": "h2", "feature": "docs", "estimated_cost_usd": 0.01, "span_id": "s"}
+    status, answer = http(checker, first)
+    assert status == 200 and answer["decision"] == "allow"
+    bad = b'{"settle": [{"span_id": "s", "actual_cost_usd": 1e999999}]}'
+    status, answer = http(checker, bad)
+    assert status == 400
+    status, answer = http(checker, {"run_id": "h3", "feature": "docs", "estimated_cost_usd": 0.01})
+    assert status == 200 and answer["decision"] == "allow" and answer["window_remaining_usd"] < 10
+
+
+def test_grpc_bytes_that_are_no_check_request_are_invalid_argument(server):
+    with grpc.insecure_channel(server.endpoint) as channel:
+        check = channel.unary_unary("/cognocient.budget.v1.BudgetService/Check")
+        with pytest.raises(grpc.RpcError) as error:
+            check(b"\xff" * 20, timeout=2)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.value.details().startswith("not a CheckRequest")
+        stub = budget_pb2_grpc.BudgetServiceStub(channel)
+        settle = budget_pb2.Settlement(span_id="s", actual_cost_usd=1e308)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Check(budget_pb2.CheckRequest(settle=[settle]), timeout=2)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "settle[0].actual_cost_usd: must be a finite amount" in error.value.details()
 
 
 def test_http_refuses_other_content_types(checker):
