@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
@@ -76,6 +76,32 @@ class HttpResponse:
 RouteHandler = Callable[[HttpRequest], HttpResponse]
 
 
+def gunzip(body: bytes, limit: int) -> bytes | HttpResponse:
+    """The inflated body, or the error response: 400 unless it is whole gzip, 413 over `limit`.
+
+    Every member is inflated (RFC 1952 allows several, and `cat a.gz b.gz` makes them); a
+    stream cut short, or bytes after the last member that are no gzip, are refused rather than
+    accepted as whatever part of them inflated, which would lose the rest without a word."""
+    parts: list[bytes] = []
+    size = 0
+    remaining = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(remaining, limit + 1 - size)
+        except zlib.error as error:
+            return HttpResponse.error(400, f"body is not valid gzip: {error}")
+        size += len(part)
+        if size > limit or inflater.unconsumed_tail:
+            return HttpResponse.error(413, f"body inflates to more than the limit of {limit} bytes")
+        parts.append(part)
+        if not inflater.eof:
+            return HttpResponse.error(400, "body is not valid gzip: it ends inside a member")
+        remaining = inflater.unused_data
+        if not remaining:
+            return b"".join(parts)
+
+
 class _Router:
     def __init__(self) -> None:
         self._routes: list[tuple[str, list[str], RouteHandler]] = []
@@ -95,7 +121,8 @@ class _Router:
                 if expected.startswith("{") and expected.endswith("}"):
                     if not actual:
                         break
-                    params[expected[1:-1]] = actual
+                    # Split first, then decode: a run id may hold a "/" sent as %2F.
+                    params[expected[1:-1]] = unquote(actual)
                 elif expected != actual:
                     break
             else:
@@ -242,9 +269,12 @@ def _make_handler(server: HttpServer, read_timeout_seconds: float) -> type[BaseH
         def _read_body(self) -> bytes | HttpResponse:
             if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
                 return HttpResponse.error(411, "send the body with a Content-Length, not chunked")
-            length_text = self.headers.get("Content-Length")
-            if length_text is None:
+            lengths = set(self.headers.get_all("Content-Length") or ())
+            if not lengths:
                 return HttpResponse.error(411, "Content-Length required")
+            if len(lengths) > 1:  # RFC 9110 8.6: which one frames the body is unknowable
+                return HttpResponse.error(400, "Content-Length given more than once, with different values")
+            [length_text] = lengths
             try:
                 length = int(length_text)
             except ValueError:
@@ -260,14 +290,9 @@ def _make_handler(server: HttpServer, read_timeout_seconds: float) -> type[BaseH
                 raise ConnectionError("client closed the connection mid-body")
             encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
             if encoding == "gzip":
-                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                try:
-                    body = inflater.decompress(body, limit + 1)
-                except zlib.error as error:
-                    return HttpResponse.error(400, f"body is not valid gzip: {error}")
-                if len(body) > limit or inflater.unconsumed_tail:
+                body = gunzip(body, limit)
+                if isinstance(body, HttpResponse) and body.status == 413:
                     server.receiver.stats.requests.inc(("http", "413"))
-                    return HttpResponse.error(413, f"body inflates to more than the limit of {limit} bytes")
             elif encoding not in ("identity", ""):
                 return HttpResponse.error(415, f"Content-Encoding {encoding!r} not supported (gzip is)")
             return body

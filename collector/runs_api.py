@@ -119,7 +119,10 @@ class RunsApi:
         if order not in ORDERS:
             return HttpResponse.error(400, f"order must be one of {', '.join(ORDERS)}")
         limit_text = request.query_value("limit") or str(DEFAULT_LIMIT)
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        # ASCII digits only: str.isdigit() also takes "²" and other scripts' digits, which int()
+        # refuses or reads as something the client did not write.
+        if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 9) \
+                or not 1 <= int(limit_text) <= MAX_LIMIT:
             return HttpResponse.error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
         rows = self._conn().execute(
             f"SELECT {', '.join(ROW_COLUMNS)} FROM runs WHERE {' AND '.join(where)} "

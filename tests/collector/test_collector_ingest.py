@@ -6,6 +6,7 @@ import gzip
 import json
 import uuid
 from decimal import Decimal
+from urllib.parse import quote
 
 import grpc
 import httpx
@@ -262,8 +263,20 @@ def test_runs_list_filters_and_orders(collector: Collector) -> None:
     assert get_json(base, status="bogus")[0] == 400
     assert get_json(base, order="name")[0] == 400
     assert get_json(base, limit="0")[0] == 400
+    for odd_limit in ("\u00b2", "\u0665", "9" * 5000, "-1", " 1"):  # superscript two, Arabic-Indic five
+        status, body = get_json(base, limit=odd_limit)
+        assert status == 400 and "limit must be a whole number" in body["error"], odd_limit
     status, body = get_json(f"{base}/no-such-run")
     assert status == 404 and "no-such-run" in body["error"]
+
+
+def test_runs_whose_ids_need_escaping_in_a_url_are_found(collector: Collector) -> None:
+    run_ids = ["a b", "team/run-1", "r\u00e9sum\u00e9-1", "100%", "q?x#y"]
+    spans = (make_span(llm_attributes(run_id)) for run_id in run_ids)
+    raw_grpc_export(collector, make_request(*spans).SerializeToString())
+    for run_id in run_ids:
+        status, run = get_json(run_url(collector, quote(run_id, safe="")))
+        assert status == 200 and run["run_id"] == run_id, run_id
 
 
 def test_waste_flags_and_blocked_runs_through_the_store_api(collector: Collector) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import socket
 import threading
 import time
 import uuid
@@ -235,7 +236,35 @@ def test_size_limits_are_resource_exhausted_and_413(start_collector) -> None:
     assert len(bomb) < 1024 * 1024
     assert http_post(collector, bomb, **{"Content-Encoding": "gzip"}).status_code == 413
     assert http_post(collector, b"\x1f\x8b garbage", **{"Content-Encoding": "gzip"}).status_code == 400
+    whole = gzip.compress(make_request(make_span(llm_attributes("cut"))).SerializeToString())
+    cut_short = http_post(collector, whole[: len(whole) // 2], **{"Content-Encoding": "gzip"})
+    assert cut_short.status_code == 400 and "ends inside a member" in cut_short.text
+    assert http_post(collector, whole + b"junk", **{"Content-Encoding": "gzip"}).status_code == 400
+    assert get_json(f"http://127.0.0.1:{collector.http_port}/v1/runs/cut")[0] == 404  # nothing half-taken
     assert http_post(collector, b"x", "text/plain").status_code == 415
+    assert_still_serving(collector)
+
+
+def test_a_gzip_body_of_several_members_is_inflated_whole(collector: Collector) -> None:
+    # RFC 1952 allows several members (`cat a.gz b.gz`); only the first was read, the rest lost.
+    first, second = (make_request(make_span(llm_attributes(r))).SerializeToString() for r in ("m-1", "m-2"))
+    body = gzip.compress(first) + gzip.compress(second)
+    answer = http_post(collector, body, **{"Content-Encoding": "gzip"})
+    assert answer.status_code == 200
+    for run_id in ("m-1", "m-2"):
+        status, run = get_json(f"http://127.0.0.1:{collector.http_port}/v1/runs/{run_id}")
+        assert status == 200 and run["steps"] == 1, run_id
+
+
+def test_two_different_content_lengths_are_400(collector: Collector) -> None:
+    body = make_request(make_span(llm_attributes("cl"))).SerializeToString()
+    with socket.create_connection(("127.0.0.1", collector.http_port), timeout=10) as connection:
+        connection.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            + f"Content-Length: {len(body)}\r\nContent-Length: {len(body) + 1}\r\n\r\n".encode() + body
+        )
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer[:80]
     assert_still_serving(collector)
 
 
