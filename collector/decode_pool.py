@@ -239,6 +239,10 @@ class DecodePool:
         self.workers = workers
         self.min_body_bytes = min_body_bytes
         self._executor: ProcessPoolExecutor | None = None
+        # The current executor's start barrier (`_worker_pid`): aborted when the pool closes or is
+        # replaced, so that a worker waiting for others that will never start does not hold the
+        # shutdown up for START_TIMEOUT_SECONDS.
+        self._all_started: Any = None
         self._lock = threading.Lock()
         self._closed = False
         self._pids: set[int] = set()  # filled once a first task per worker came back: the workers are up
@@ -254,14 +258,15 @@ class DecodePool:
         context = multiprocessing.get_context("forkserver")
         # The forkserver imports the decoder once; each worker forked from it starts warm.
         context.set_forkserver_preload(["collector.decode_pool"])
+        all_started = context.Barrier(self.workers)
         with self._lock:
             if self._closed:
                 return
             executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=context,
-                initializer=_start_worker, initargs=(os.getpid(), context.Barrier(self.workers)),
+                initializer=_start_worker, initargs=(os.getpid(), all_started),
             )
-            self._executor = executor
+            self._executor, self._all_started = executor, all_started
         threading.Thread(
             target=self._warm_up, args=(executor,), name="cognocient-decode-pool-start", daemon=True
         ).start()
@@ -315,6 +320,9 @@ class DecodePool:
                 return
             self._executor = None
             self._pids = set()
+            all_started, self._all_started = self._all_started, None
+        if all_started is not None:
+            all_started.abort()
         logger.warning(
             "a decode worker process died; decoding on the receiver threads until a new one is up",
             extra={"event": "decode_pool.restart"},
@@ -326,6 +334,9 @@ class DecodePool:
         with self._lock:
             self._closed = True
             executor, self._executor = self._executor, None
+            all_started, self._all_started = self._all_started, None
             self._pids = set()
+        if all_started is not None:
+            all_started.abort()  # a worker still waiting for the others returns at once
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)

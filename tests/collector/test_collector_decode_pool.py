@@ -7,6 +7,8 @@ import gzip
 import os
 import random
 import signal
+import threading
+import time
 from concurrent.futures import Future
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +21,7 @@ from collector_harness import get_json, llm_attributes, make_request, make_span,
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
+from collector import decode_pool
 from collector.decode import MalformedRequest, decode_request, parse_protobuf
 from collector.decode_pool import DecodePool, usable_cores, workers_for
 from collector.process import stat_fields
@@ -190,6 +193,24 @@ def test_decode_workers_end_with_a_killed_collector(collector_process, tmp_path:
     def all_gone() -> bool:  # ended, or a zombie nobody reaped yet
         return all(stat_fields(pid)[:1] in ([], ["Z"]) for pid in descendants)
     wait_for(all_gone, timeout=30, message="decode workers exited after the collector was killed")
+
+
+def test_closing_while_a_worker_waits_for_the_others_is_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A collector that fails to start (a port in use) closes its pool at once, when a worker may
+    # be waiting in the start barrier for one that will never come: that took 30 s.
+    submitted = threading.Event()
+
+    def warm_up_one(pool: DecodePool, executor: Any) -> None:  # the second worker never starts
+        executor.submit(decode_pool._worker_pid)
+        submitted.set()
+
+    monkeypatch.setattr(DecodePool, "_warm_up", warm_up_one)
+    pool = DecodePool(2).start()
+    assert submitted.wait(30)
+    time.sleep(1.0)  # let the worker start and block in the barrier
+    started = time.monotonic()
+    pool.close()
+    assert time.monotonic() - started < 10
 
 
 def test_ctrl_c_drains_the_collector_and_its_workers_without_a_traceback(collector_process) -> None:
