@@ -76,30 +76,44 @@ class HttpResponse:
 RouteHandler = Callable[[HttpRequest], HttpResponse]
 
 
+MAX_GZIP_MEMBERS = 1000
+_GZIP_CHUNK = 64 * 1024
+
+
 def gunzip(body: bytes, limit: int) -> bytes | HttpResponse:
     """The inflated body, or the error response: 400 unless it is whole gzip, 413 over `limit`.
 
     Every member is inflated (RFC 1952 allows several, and `cat a.gz b.gz` makes them); a
-    stream cut short, or bytes after the last member that are no gzip, are refused rather than
-    accepted as whatever part of them inflated, which would lose the rest without a word."""
+    stream cut short, or bytes after the last member that are neither gzip nor zero padding, are
+    refused rather than accepted as whatever part of them inflated, which would lose the rest
+    without a word. The input goes in in chunks, so that what zlib hands back after a member
+    (`unused_data`, a copy) is at most a chunk: handing it the rest of the body after each of
+    thousands of tiny members copied the body each time. An empty body stays empty."""
+    view = memoryview(body)
     parts: list[bytes] = []
-    size = 0
-    remaining = body
-    while True:
+    size = offset = members = 0
+    while offset < len(body):
+        if body[offset] == 0 and body.count(0, offset) == len(body) - offset:
+            break  # zero padding after the last member, which gzip(1) ignores too (a member starts 1f 8b)
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            return HttpResponse.error(400, f"body is gzip of more than {MAX_GZIP_MEMBERS} members")
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            part = inflater.decompress(remaining, limit + 1 - size)
-        except zlib.error as error:
-            return HttpResponse.error(400, f"body is not valid gzip: {error}")
-        size += len(part)
-        if size > limit or inflater.unconsumed_tail:
-            return HttpResponse.error(413, f"body inflates to more than the limit of {limit} bytes")
-        parts.append(part)
-        if not inflater.eof:
-            return HttpResponse.error(400, "body is not valid gzip: it ends inside a member")
-        remaining = inflater.unused_data
-        if not remaining:
-            return b"".join(parts)
+        while not inflater.eof:
+            if offset >= len(body):
+                return HttpResponse.error(400, "body is not valid gzip: it ends inside a member")
+            chunk = view[offset:offset + _GZIP_CHUNK]
+            offset += len(chunk)
+            try:
+                part = inflater.decompress(chunk, limit + 1 - size)
+            except zlib.error as error:
+                return HttpResponse.error(400, f"body is not valid gzip: {error}")
+            size += len(part)
+            if size > limit or inflater.unconsumed_tail:
+                return HttpResponse.error(413, f"body inflates to more than the limit of {limit} bytes")
+            parts.append(part)
+        offset -= len(inflater.unused_data)  # the bytes after this member: the next one's
+    return b"".join(parts)
 
 
 class _Router:

@@ -268,7 +268,10 @@ class BudgetClient:
         try:
             response = self._stub_or_connect().Check(request, timeout=self.timeout_seconds)
         except grpc.RpcError as error:
-            self._requeue(pending, releases)
+            if not (isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.INVALID_ARGUMENT):
+                # Sent again with the next check. A request the collector refused is not: it would
+                # be refused again, and every later check of this process with it.
+                self._requeue(pending, releases)
             return self._unreachable(error)
         self._retry_at = 0.0
         if self._unreachable_logged:

@@ -74,4 +74,8 @@ def add_budget_servicer(server: grpc.Server, checker: BudgetChecker) -> None:
         servicer.Check, request_deserializer=None,
         response_serializer=budget_pb2.CheckResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Check": check}),))
+    handlers = {"Check": check}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    # As the generated code does: grpcio finds a registered method without asking each generic
+    # handler (the uncached check is on an LLM call's path).
+    server.add_registered_method_handlers(SERVICE, handlers)

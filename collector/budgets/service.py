@@ -40,6 +40,10 @@ class BadCheckRequest(ValueError):
     """A check request the caller must fix (INVALID_ARGUMENT / 400); the message says what."""
 
 
+class _BeyondOneCall(BadCheckRequest):
+    """An amount over one call's worth (`MAX_COST_USD`, infinity included)."""
+
+
 class BudgetCounters:
     """The budget counters of /metrics (decisions, blocked calls, blocked runs)."""
 
@@ -114,7 +118,12 @@ def _money(fields: Mapping[str, Any], name: str, *, optional: bool = False) -> D
     return _money_value(name, fields.get(name), optional=optional)
 
 
-def _money_value(name: str, value: Any, *, optional: bool = False) -> Decimal | None:
+def _money_value(name: str, value: Any, *, optional: bool = False, clamp: bool = False) -> Decimal | None:
+    """An amount of USD from 0 to one call's worth (`MAX_COST_USD`, as for a span's reported
+    cost). Beyond it, `clamp` makes it that bound (an estimate or an allowance: a call worth more
+    is blocked by any limit all the same), else `_BeyondOneCall` is raised (a settlement: what a
+    gateway reported is not believed, and the call's span is costed when it arrives, as
+    collector/decode.py does). Not a number, negative or NaN: `BadCheckRequest`."""
     if value is None:
         return None if optional else Decimal(0)
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
@@ -126,11 +135,26 @@ def _money_value(name: str, value: Any, *, optional: bool = False) -> Decimal | 
         amount = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
         raise BadCheckRequest(f"{name}: must be a number of USD, got {value!r}") from None
-    # The same bound as a span's reported cost (collector/decode.py): one call's amount; an
-    # amount beyond it would hold a run's or a window's spend at no real call's cost for good.
-    if not amount.is_finite() or amount < 0 or amount > MAX_COST_USD:
-        raise BadCheckRequest(f"{name}: must be a finite amount from 0 to {MAX_COST_USD} USD, got {value!r}")
+    if amount.is_nan() or amount < 0:
+        raise BadCheckRequest(f"{name}: must be an amount >= 0, got {value!r}")
+    if amount > MAX_COST_USD:  # infinity too
+        if clamp:
+            return MAX_COST_USD
+        raise _BeyondOneCall(f"{name}: over one call's worth ({MAX_COST_USD} USD), got {value!r}")
     return amount
+
+
+def _drop_beyond_one_call(index: int, error: _BeyondOneCall) -> None:
+    """A settlement whose amount is not believed is left out: its reservation stays until the
+    call's span settles it or it expires. Refusing the check instead would refuse it again on
+    every retry of a client that re-sends its queue."""
+    global _dropped_logged
+    if not _dropped_logged:
+        _dropped_logged = True
+        logger.warning("budget check: settle[%d] left out, %s (logged once)", index, error)
+
+
+_dropped_logged = False
 
 
 def build_request(
@@ -152,6 +176,8 @@ def build_request(
                     reserved_usd=_money(entry, "reserved_usd", optional=True),
                 )
             )
+        except _BeyondOneCall as error:
+            _drop_beyond_one_call(index, error)
         except BadCheckRequest as error:
             raise BadCheckRequest(f"settle[{index}].{error}") from None
     releases = []
@@ -184,6 +210,8 @@ def request_from_message(message: Any) -> CheckRequest:
                     else None,
                 )
             )
+        except _BeyondOneCall as error:
+            _drop_beyond_one_call(index, error)
         except BadCheckRequest as error:
             raise BadCheckRequest(f"settle[{index}].{error}") from None
     releases = tuple(message.release)
@@ -202,7 +230,7 @@ def _check_request(
     """The scalar fields of a check, read through `field(name)` and validated the same way
     whichever transport the check came by, with its already validated lists and step."""
     span_id = _text_value("span_id", field("span_id"))
-    estimate = _money_value("estimated_cost_usd", field("estimated_cost_usd")) or Decimal(0)
+    estimate = _money_value("estimated_cost_usd", field("estimated_cost_usd"), clamp=True) or Decimal(0)
     # A request that only reports finished calls (a flush) needs no run.
     settling_only = not span_id and not estimate and (settlements or releases)
     return CheckRequest(
@@ -215,7 +243,7 @@ def _check_request(
         step=step,
         settle=tuple(settlements),
         release=releases,
-        allowance_usd=_money_value("allowance_usd", field("allowance_usd")) or Decimal(0),
+        allowance_usd=_money_value("allowance_usd", field("allowance_usd"), clamp=True) or Decimal(0),
     )
 
 
