@@ -135,17 +135,27 @@ class CallTracer:
         span = self.tracer.start_span(
             f"{llm_request.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
         )
+        try:
+            # PriceBook tries this provider first, then the model name alone (self-hosted, proxies).
+            call = LLMCall(self, span, llm_request, provider, run)
+            # The guard first: nothing after it may let a call out unguarded by failing.
+            if self._needs_planning(run):
+                call.plan(run_id=run_id, feature=feature, agent=agent, provider=provider)
+        except BudgetExceeded:
+            raise
+        except BaseException:
+            span.end()  # the call goes out untraced (logged by the caller); no span left open
+            raise
         if self.inject_headers and run_id:
-            add_cost_headers(
-                headers,
-                run_id if header_run_id is None else None,
-                feature if feature and header_feature is None else None,
-                replace=tagged,
-            )
-        # PriceBook tries this provider first, then the model name alone (self-hosted, proxies).
-        call = LLMCall(self, span, llm_request, provider, run)
-        if self._needs_planning(run):
-            call.plan(run_id=run_id, feature=feature, agent=agent, provider=provider)
+            try:
+                add_cost_headers(
+                    headers,
+                    run_id if header_run_id is None else None,
+                    feature if feature and header_feature is None else None,
+                    replace=tagged,
+                )
+            except Exception as exc:  # the call goes out traced and guarded, without our headers
+                log_failure_once("adding the X-Cost-* headers", exc)
         return call
 
     def _needs_planning(self, run: Run | None) -> bool:
@@ -205,11 +215,16 @@ class LLMCall:
         output_estimate = (
             0
             if request.operation == sc.OPERATION_EMBEDDINGS
-            else (request.max_output_tokens or tracer.default_max_output_tokens)
+            else (request.max_output_tokens or tracer.default_max_output_tokens) * request.choices
         )
         rate = tracer.price_book.rate(model=request.model, provider=self.pricing_provider)
         self._request_rate = rate
-        estimate = rate.cost_of(input_estimate, output_estimate) if rate is not None else _ZERO
+        if rate is None:
+            estimate = _ZERO
+        elif request.cache_writes:  # the worst case: every input token written to the cache
+            estimate = rate.cost_of(input_estimate, output_estimate, 0, input_estimate)
+        else:
+            estimate = rate.cost_of(input_estimate, output_estimate)
         # Positional (field order of PlannedCall): keyword arguments cost twice as much here.
         self.planned = planned = PlannedCall(
             run_id,

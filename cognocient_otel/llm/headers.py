@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from operator import itemgetter
 from typing import Any
+from urllib.parse import quote
 
 from cognocient_otel import semconv as sc
 
@@ -87,12 +88,32 @@ def cost_headers(headers: Any) -> tuple[str | None, str | None, bool]:
     return run_id or None, feature or None, present
 
 
+# Kept as they are in a header value besides letters and digits: visible ASCII but `%`, which
+# marks what was percent-encoded.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%" and not chr(c).isalnum())
+
+
+def header_value(text: str) -> str:
+    """`text` as an HTTP header value: as it is when it is one (visible ASCII and inner spaces),
+    else percent-encoded as UTF-8, like W3C baggage. Control characters would make the HTTP
+    library refuse the request, and non-ASCII the SDKs' ASCII header encoding: the user's call
+    must not fail because of a run id or a feature name."""
+    if text.isascii() and text.isprintable() and text.strip() == text:
+        return text
+    return quote(text, safe=_HEADER_SAFE)
+
+
 def add_cost_headers(headers: Any, run_id: str | None, feature: str | None, *, replace: bool) -> None:
-    """Set `X-Cost-Run-ID` / `X-Cost-Feature` to the values given (None: leave that one alone).
+    """Set `X-Cost-Run-ID` / `X-Cost-Feature` to the values given (None: leave that one alone),
+    through `header_value`.
 
     `replace` is False when `cost_headers` found neither header: then a plain append is what
     `Headers.__setitem__` would do.
     """
+    if run_id is not None:
+        run_id = header_value(run_id)
+    if feature is not None:
+        feature = header_value(feature)
     items = None if replace else _header_list(headers)
     if items is None:
         if run_id is not None:
@@ -100,11 +121,11 @@ def add_cost_headers(headers: Any, run_id: str | None, feature: str | None, *, r
         if feature is not None:
             headers[sc.HEADER_FEATURE] = feature
         return
-    encoding = getattr(headers, "_encoding", None) or "utf-8"  # what `Headers.__setitem__` uses
+    # ASCII by `header_value`: the same bytes in any encoding `Headers.__setitem__` would use.
     if run_id is not None:
-        items.append((_RUN_HEADER_NAME, _RUN_HEADER, run_id.encode(encoding)))
+        items.append((_RUN_HEADER_NAME, _RUN_HEADER, run_id.encode()))
     if feature is not None:
-        items.append((_FEATURE_HEADER_NAME, _FEATURE_HEADER, feature.encode(encoding)))
+        items.append((_FEATURE_HEADER_NAME, _FEATURE_HEADER, feature.encode()))
 
 
 def content_headers(headers: Any) -> tuple[str, str]:

@@ -36,6 +36,13 @@ _FINGERPRINT_SEPARATORS = {
 }
 # The body is parsed to read the model; bodies past this size are not worth the parse here.
 _MAX_BODY_BYTES = 32 * 1024 * 1024
+# Past this a request's count is no real one: capped, it still blocks any budget, and it stays
+# an encodable OTLP int (64-bit) on the span.
+_MAX_COUNT = 2**53
+# How many answers one request asks for: OpenAI's `n` (chat, completions), `best_of` (legacy
+# completions, billed for every candidate).
+_CHOICES_FIELDS = ("n", "best_of")
+_CACHE_CONTROL = b'"cache_control"'
 
 
 @dataclass(slots=True)
@@ -51,6 +58,10 @@ class LLMRequest:
     max_output_tokens: int | None
     body_size: int
     fingerprint: str
+    # Answers the request asks for (`n`, `best_of`): each is billed its own output tokens.
+    choices: int = 1
+    # Anthropic `cache_control` anywhere in the body: input may be billed at the cache-write rate.
+    cache_writes: bool = False
 
     @property
     def api_family(self) -> str:
@@ -85,7 +96,9 @@ def recognise(method: str, path: str, content: bytes) -> LLMRequest | None:
 
 def read_request(api: str, operation: str, content: bytes) -> LLMRequest | None:
     """An `LLMRequest` from the body sent to an LLM API path, or None if it names no `model`."""
-    if not content or len(content) > _MAX_BODY_BYTES or content[:1] != b"{":
+    if not content or len(content) > _MAX_BODY_BYTES:
+        return None
+    if content[:1] != b"{" and content.lstrip()[:1] != b"{":  # JSON may start with white space
         return None
     body = loads_object(content)
     if body is None:
@@ -97,8 +110,14 @@ def read_request(api: str, operation: str, content: bytes) -> LLMRequest | None:
     for field in _MAX_TOKENS_FIELDS:
         value = body.get(field)
         if type(value) is int and value > 0:  # parsed JSON: `type() is` excludes booleans
-            max_output = value
+            max_output = min(value, _MAX_COUNT)
             break
+    choices = 1
+    if api != API_ANTHROPIC_MESSAGES:
+        for field in _CHOICES_FIELDS:
+            value = body.get(field)
+            if type(value) is int and value > choices:
+                choices = min(value, _MAX_COUNT)
     # Positional (field order of LLMRequest): keyword arguments cost about twice as much.
     return LLMRequest(
         api,
@@ -108,6 +127,8 @@ def read_request(api: str, operation: str, content: bytes) -> LLMRequest | None:
         max_output,
         len(content),
         _fingerprint(model, body),
+        choices,
+        api == API_ANTHROPIC_MESSAGES and _CACHE_CONTROL in content,
     )
 
 

@@ -38,13 +38,14 @@ _RESPONSES_TERMINAL = (b'"response.completed"', b'"response.incomplete"', b'"res
 class SseReader:
     """Collects SSE bytes; `finish()` fills the `ResponseSummary` from what was received."""
 
-    __slots__ = ("_api", "_chunks", "_size", "_tail", "summary")
+    __slots__ = ("_api", "_chunks", "_size", "_tail", "_tail_size", "summary")
 
     def __init__(self, api: str, summary: ResponseSummary) -> None:
         self._api = api
         self._chunks: list[bytes] = []
         self._size = 0
         self._tail: deque[bytes] | None = None
+        self._tail_size = 0  # bytes in `_tail`, kept as they come and go (summing it per chunk was quadratic)
         self.summary = summary
 
     def feed(self, chunk: bytes) -> None:
@@ -56,9 +57,10 @@ class SseReader:
             self._tail = deque()
         tail = self._tail
         tail.append(chunk)
+        self._tail_size += len(chunk)
         # Bounded: drop old tail chunks once the newest ones cover _TAIL_BYTES.
-        while len(tail) > 1 and sum(len(c) for c in tail) - len(tail[0]) >= _TAIL_BYTES:
-            tail.popleft()
+        while len(tail) > 1 and self._tail_size - len(tail[0]) >= _TAIL_BYTES:
+            self._tail_size -= len(tail.popleft())
 
     def feed_all(self, chunks: list[bytes]) -> None:
         """`feed` each chunk, in one step while the stream is within `_KEEP_BYTES`."""

@@ -19,11 +19,19 @@ __all__ = ["JsonBodyReader", "ResponseSummary"]
 _MAX_BUFFERED_BODY = 8 * 1024 * 1024
 
 
+# Counts and costs past these are no answer's: believed, they would make the span's cost
+# infinite and its int attributes unencodable (OTLP ints are 64-bit). A provider-reported cost
+# is bounded like the collector bounds it (collector/decode.py MAX_COST_USD).
+MAX_TOKEN_COUNT = 2**53
+MAX_PROVIDER_COST_USD = Decimal(1_000_000)
+
+
 def _int(mapping: Any, key: str) -> int:
-    """A positive integer count, else 0 (parsed JSON: `type() is` excludes booleans)."""
+    """A positive integer count up to `MAX_TOKEN_COUNT`, else 0 (parsed JSON: `type() is`
+    excludes booleans)."""
     if type(mapping) is dict:
         value = mapping.get(key)
-        if type(value) is int and value > 0:
+        if type(value) is int and 0 < value <= MAX_TOKEN_COUNT:
             return value
     return 0
 
@@ -109,15 +117,15 @@ class ResponseSummary:
         # Inlined `_int`s: this runs on every OpenAI-shaped answer.
         get = usage.get
         value = get("prompt_tokens")
-        self.input_tokens = value if type(value) is int and value > 0 else 0
+        self.input_tokens = value if type(value) is int and 0 < value <= MAX_TOKEN_COUNT else 0
         value = get("completion_tokens")
-        self.output_tokens = value if type(value) is int and value > 0 else 0
+        self.output_tokens = value if type(value) is int and 0 < value <= MAX_TOKEN_COUNT else 0
         details = get("prompt_tokens_details")
         value = details.get("cached_tokens") if type(details) is dict else None
-        self.cache_read_tokens = value if type(value) is int and value > 0 else 0
+        self.cache_read_tokens = value if type(value) is int and 0 < value <= MAX_TOKEN_COUNT else 0
         details = get("completion_tokens_details")
         value = details.get("reasoning_tokens") if type(details) is dict else None
-        self.reasoning_tokens = value if type(value) is int and value > 0 else 0
+        self.reasoning_tokens = value if type(value) is int and 0 < value <= MAX_TOKEN_COUNT else 0
         if "cost" in usage:
             self._read_provider_cost(usage)
 
@@ -139,7 +147,7 @@ class ResponseSummary:
                 value = Decimal(str(cost))
             except ArithmeticError:
                 return
-            if value.is_finite() and value >= 0:
+            if value.is_finite() and 0 <= value <= MAX_PROVIDER_COST_USD:
                 self.provider_cost_usd = value
 
     def _read_anthropic_message(self, message: dict[str, Any]) -> None:

@@ -55,6 +55,56 @@ def test_call_over_the_limit_is_blocked_and_never_sent(llm_server: LLMServer, tr
     assert run.cost_usd == 0 and run.blocked
 
 
+@pytest.mark.parametrize(("feature", "run_id", "sent"), [
+    ("caf\u00e9", None, "caf%C3%A9"), ("a\nb", "r\x00n", "a%0Ab"), (" padded ", None, "%20padded%20")])
+def test_run_ids_and_features_that_are_no_header_values_are_guarded_and_sent_encoded(
+    llm_server: LLMServer, traced, feature: str, run_id: str | None, sent: str
+) -> None:
+    # Such a value made the HTTP library refuse the call, or skipped the guard and left the
+    # span open (an ASCII-only header encoding raised after the span started).
+    client = client_for(llm_server)
+    with cognocient_otel.run("a", feature=feature, run_id=run_id, budget_usd="0.005") as run:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+        with pytest.raises(BudgetExceeded):
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1000)
+    [request] = llm_server.requests
+    assert request.headers["x-cost-feature"] == sent
+    assert run.cost_usd > 0
+    spans = traced.llm_spans()
+    assert len(spans) == 2 and all(span.end_time is not None for span in spans)
+    assert spans[0].attributes["cognocient.feature"] == feature  # the span keeps the value itself
+
+
+def test_every_answer_asked_for_is_in_the_estimate(llm_server: LLMServer, traced) -> None:
+    client = client_for(llm_server)
+    # Room for one answer of 200 tokens (and its prompt), not for eight.
+    limit = PriceBook().cost(model="gpt-4o-mini", usage=TokenUsage(input_tokens=100, output_tokens=600)).usd
+    with cognocient_otel.run("n", budget_usd=str(limit)), pytest.raises(BudgetExceeded):
+        # eight answers of up to 200 tokens each
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=200, n=8)
+    with cognocient_otel.run("one", budget_usd=str(limit)):  # a refusal blocks its run for good
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=200)
+    assert llm_server.request_count() == 1
+
+
+def test_a_prompt_marked_for_caching_is_estimated_at_the_cache_write_rate(llm_server: LLMServer, traced):
+    client = anthropic.Anthropic(base_url=llm_server.base_url, api_key="test", max_retries=0)
+    model = "claude-3-5-haiku-latest"
+    system = [{"type": "text", "text": "x" * 4000}]
+    cached = [{**system[0], "cache_control": {"type": "ephemeral"}}]
+    # A limit between the two estimates: the plain prompt fits, the same one marked for caching not.
+    body_size = 4000 + 200
+    plain = PriceBook().cost(model=model, usage=TokenUsage(input_tokens=body_size // 4, output_tokens=10)).usd
+    for system_blocks, allowed in ((system, True), (cached, False)):
+        with cognocient_otel.run("c", budget_usd=str(plain * Decimal("1.1"))):
+            try:
+                client.messages.create(model=model, max_tokens=10, system=system_blocks, messages=MESSAGES)
+                sent = True
+            except BudgetExceeded:
+                sent = False
+        assert sent is allowed
+
+
 def test_spend_accumulates_until_the_estimate_no_longer_fits(llm_server: LLMServer, traced) -> None:
     client = client_for(llm_server)
     price = PriceBook()

@@ -68,7 +68,7 @@ def test_reading_gives_the_public_api_answer(module, extra, expected):
     [
         ([], "run-1", "search"),
         ([], "run-1", None),
-        ([], "run-1", "recherche-été"),  # not ASCII: encoded as Headers.__setitem__ does
+        ([], "run-1", "recherche-été"),  # not ASCII: percent-encoded (header_value)
         ([("X-Cost-Run-ID", "")], "run-1", "search"),  # an empty header is replaced, not doubled
         ([("X-Cost-Feature", "mine")], "run-1", None),
     ],
@@ -77,13 +77,29 @@ def test_adding_gives_what_setitem_gives(module, extra, run_id, feature):
     headers = module.Headers(SDK_HEADERS + extra)
     expected = module.Headers(headers)
     if run_id is not None:
-        expected["X-Cost-Run-ID"] = run_id
+        expected["X-Cost-Run-ID"] = cost.header_value(run_id)
     if feature is not None:
-        expected["X-Cost-Feature"] = feature
+        expected["X-Cost-Feature"] = cost.header_value(feature)
     _, _, tagged = cost.cost_headers(headers)
     cost.add_cost_headers(headers, run_id, feature, replace=tagged)
     assert headers.raw == expected.raw
     assert headers.get("x-cost-run-id") == run_id
+
+
+@pytest.mark.parametrize(("text", "sent"), [
+    ("run-1 of 3", "run-1 of 3"),
+    ("50%-off", "50%-off"),  # a header value already: as it is
+    ("a\nb", "a%0Ab"),
+    ("a\x00b", "a%00b"),
+    (" padded ", "%20padded%20"),
+    ("café", "caf%C3%A9"),
+])
+def test_header_values_are_sent_as_they_are_or_percent_encoded(text, sent):
+    assert cost.header_value(text) == sent
+    for module in (httpx, httpx2):  # what the HTTP libraries accept, in either way of adding it
+        headers = module.Headers(SDK_HEADERS)
+        cost.add_cost_headers(headers, text, text, replace=False)
+        assert headers["x-cost-run-id"] == headers["x-cost-feature"] == sent
 
 
 def test_a_headers_class_with_another_layout_uses_the_public_api():

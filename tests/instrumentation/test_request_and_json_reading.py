@@ -137,6 +137,45 @@ def test_the_last_finish_reason_is_found_behind_any_number_of_null_ones(nulls_af
     assert (summary.input_tokens, summary.output_tokens, summary.usage_complete) == (3, 4, True)
 
 
+def test_counts_and_choices_are_read_within_bounds() -> None:
+    request = read_request("openai.chat", "chat", body(model="m", max_tokens=10**30, n=8))
+    assert request is not None and request.max_output_tokens == 2**53 and request.choices == 8
+    completions = body(model="m", prompt="p", n=2, best_of=5)
+    request = read_request("openai.completions", "text_completion", completions)
+    assert request is not None and request.choices == 5
+    request = read_request("openai.chat", "chat", b'\n  {"model": "m", "n": true}')  # white space first
+    assert request is not None and request.choices == 1 and not request.cache_writes
+    anthropic_body = body(model="claude", max_tokens=5, n=9, system=[{"type": "text", "text": "s",
+                          "cache_control": {"type": "ephemeral"}}])
+    request = read_request("anthropic.messages", "chat", anthropic_body)
+    assert request is not None and request.cache_writes and request.choices == 1  # no n in that API
+
+
+@pytest.mark.parametrize("usage", [
+    {"prompt_tokens": 10**30, "completion_tokens": 5, "cost": "1e400"},
+    {"prompt_tokens": 2**53 + 1, "completion_tokens": 5, "cost": 10**420},
+    {"prompt_tokens": -3, "completion_tokens": 5, "cost": 1_000_001},
+])
+def test_counts_and_costs_no_answer_could_have_are_not_taken(usage: dict[str, object]) -> None:
+    summary = ResponseSummary()
+    summary.read_body("openai.chat", {"id": "c", "model": "m", "choices": [], "usage": usage})
+    assert (summary.input_tokens, summary.output_tokens, summary.provider_cost_usd) == (0, 5, None)
+
+
+def test_a_long_stream_in_small_chunks_keeps_a_bounded_tail_and_its_usage() -> None:
+    summary = ResponseSummary()
+    reader = SseReader("openai.chat", summary)
+    filler = sse([chunk(None)])
+    reader.feed_all([filler] * (9 * 1024 * 1024 // len(filler)))  # past what is kept whole
+    last = sse([chunk("stop"), {"id": "c1", "model": "m", "choices": [],
+                                "usage": {"prompt_tokens": 3, "completion_tokens": 4}}])
+    for index in range(0, len(last), 7):  # the end in 7-byte chunks
+        reader.feed(last[index:index + 7])
+    assert reader._tail_size == sum(map(len, reader._tail)) <= 256 * 1024 + len(filler)
+    reader.finish()
+    assert (summary.input_tokens, summary.output_tokens, summary.usage_complete) == (3, 4, True)
+
+
 def test_usage_null_in_every_chunk_is_not_taken_for_the_usage() -> None:
     events = [chunk(None, usage=None), chunk("stop", usage=None)] + [
         chunk(None, usage=None) for _ in range(20)
