@@ -7,6 +7,7 @@ compact JSON of the parsed values.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,9 @@ from cognocient_otel import semconv as sc
 from cognocient_otel.llm.jsonio import dumps_compact, loads_object
 
 __all__ = ["API_ANTHROPIC_MESSAGES", "LLMRequest", "match_path", "read_request", "recognise"]
+
+logger = logging.getLogger("cognocient_otel")
+_told_of_large_bodies = False
 
 API_OPENAI_CHAT = "openai.chat"
 API_OPENAI_COMPLETIONS = "openai.completions"
@@ -96,7 +100,10 @@ def recognise(method: str, path: str, content: bytes) -> LLMRequest | None:
 
 def read_request(api: str, operation: str, content: bytes) -> LLMRequest | None:
     """An `LLMRequest` from the body sent to an LLM API path, or None if it names no `model`."""
-    if not content or len(content) > _MAX_BODY_BYTES:
+    if not content:
+        return None
+    if len(content) > _MAX_BODY_BYTES:
+        _tell_of_large_body(len(content))
         return None
     if content[:1] != b"{" and content.lstrip()[:1] != b"{":  # JSON may start with white space
         return None
@@ -130,6 +137,16 @@ def read_request(api: str, operation: str, content: bytes) -> LLMRequest | None:
         choices,
         api == API_ANTHROPIC_MESSAGES and _CACHE_CONTROL in content,
     )
+
+
+def _tell_of_large_body(size: int) -> None:
+    global _told_of_large_bodies
+    if not _told_of_large_bodies:
+        _told_of_large_bodies = True
+        logger.warning(
+            "an LLM API request body of %d bytes is over %d: such calls are not traced, costed or "
+            "guarded by a budget (logged once)", size, _MAX_BODY_BYTES,
+        )
 
 
 def _fingerprint(model: str, body: dict[str, Any]) -> str:

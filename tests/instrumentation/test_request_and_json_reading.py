@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from cognocient_otel.llm import requests as requests_module
 from cognocient_otel.llm.jsonio import dumps_compact, loads_object
 from cognocient_otel.llm.requests import read_request, recognise
 from cognocient_otel.llm.sse import SseReader
@@ -135,6 +136,17 @@ def test_the_last_finish_reason_is_found_behind_any_number_of_null_ones(nulls_af
     reader.finish()
     assert summary.finish_reasons == ["length"]
     assert (summary.input_tokens, summary.output_tokens, summary.usage_complete) == (3, 4, True)
+
+
+def test_a_body_too_large_to_read_is_said_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(requests_module, "_told_of_large_bodies", False)
+    large = body(model="m", messages=[{"role": "user", "content": "x" * (32 * 1024 * 1024)}])
+    assert read_request("openai.chat", "chat", large) is None
+    assert read_request("openai.chat", "chat", large) is None
+    told = [record for record in caplog.records if "not traced, costed or guarded" in record.getMessage()]
+    assert len(told) == 1
 
 
 def test_counts_and_choices_are_read_within_bounds() -> None:
