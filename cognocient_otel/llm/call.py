@@ -30,7 +30,7 @@ from cognocient_otel.budget.guard import (
 )
 from cognocient_otel.llm.headers import HeaderRunSteps, add_cost_headers, cost_headers
 from cognocient_otel.llm.providers import ProviderResolver
-from cognocient_otel.llm.requests import LLMRequest, match_path, read_request
+from cognocient_otel.llm.requests import CACHE_WRITES_1H, LLMRequest, match_path, read_request
 from cognocient_otel.llm.span_attributes import add_clean_attributes
 from cognocient_otel.llm.usage import ResponseSummary
 from cognocient_otel.pricing import ModelRate, PriceBook, consistent_counts
@@ -135,6 +135,7 @@ class CallTracer:
         span = self.tracer.start_span(
             f"{llm_request.operation} {model}", kind=SpanKind.CLIENT, attributes=attributes
         )
+        call = None
         try:
             # PriceBook tries this provider first, then the model name alone (self-hosted, proxies).
             call = LLMCall(self, span, llm_request, provider, run)
@@ -143,8 +144,13 @@ class CallTracer:
                 call.plan(run_id=run_id, feature=feature, agent=agent, provider=provider)
         except BudgetExceeded:
             raise
-        except BaseException:
-            span.end()  # the call goes out untraced (logged by the caller); no span left open
+        except BaseException as exc:
+            # The call goes out untraced (logged by the caller): no span left open, and what a
+            # guard had reserved for it released.
+            if call is not None:
+                call.fail(exc)
+            else:
+                span.end()
             raise
         if self.inject_headers and run_id:
             try:
@@ -221,10 +227,12 @@ class LLMCall:
         self._request_rate = rate
         if rate is None:
             estimate = _ZERO
-        elif request.cache_writes:  # the worst case: every input token written to the cache
-            estimate = rate.cost_of(input_estimate, output_estimate, 0, input_estimate)
-        else:
+        elif not request.cache_writes:
             estimate = rate.cost_of(input_estimate, output_estimate)
+        elif request.cache_writes == CACHE_WRITES_1H:  # billed at twice the input rate
+            estimate = rate.cost_of(2 * input_estimate, output_estimate)
+        else:  # the worst case: every input token written to the cache (5-minute writes)
+            estimate = rate.cost_of(input_estimate, output_estimate, 0, input_estimate)
         # Positional (field order of PlannedCall): keyword arguments cost twice as much here.
         self.planned = planned = PlannedCall(
             run_id,

@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from operator import itemgetter
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from cognocient_otel import semconv as sc
 
@@ -80,25 +80,32 @@ def cost_headers(headers: Any) -> tuple[str | None, str | None, bool]:
     present = False
     for lowered, value in lowered_items:
         if lowered == _RUN_HEADER:
-            run_id = value.decode("latin-1")
+            run_id = _read_value(value)
             present = True
         elif lowered == _FEATURE_HEADER:
-            feature = value.decode("latin-1")
+            feature = _read_value(value)
             present = True
     return run_id or None, feature or None, present
 
 
+def _read_value(value: bytes) -> str:
+    """A header's text, percent-decoded (what `header_value` encoded, from this process or
+    another one that sent it on)."""
+    text = value.decode("latin-1")
+    return unquote(text) if "%" in text else text
+
+
 # Kept as they are in a header value besides letters and digits: visible ASCII but `%`, which
-# marks what was percent-encoded.
+# is percent-encoded itself (`%25`) so that a value read back decodes to what was sent.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%" and not chr(c).isalnum())
 
 
 def header_value(text: str) -> str:
-    """`text` as an HTTP header value: as it is when it is one (visible ASCII and inner spaces),
-    else percent-encoded as UTF-8, like W3C baggage. Control characters would make the HTTP
-    library refuse the request, and non-ASCII the SDKs' ASCII header encoding: the user's call
-    must not fail because of a run id or a feature name."""
-    if text.isascii() and text.isprintable() and text.strip() == text:
+    """`text` as an HTTP header value: as it is when it is one (visible ASCII and inner spaces,
+    no `%`), else percent-encoded as UTF-8, like W3C baggage; `cost_headers` decodes it. Control
+    characters would make the HTTP library refuse the request, and non-ASCII the SDKs' ASCII
+    header encoding: the user's call must not fail because of a run id or a feature name."""
+    if text.isascii() and text.isprintable() and text.strip() == text and "%" not in text:
         return text
     return quote(text, safe=_HEADER_SAFE)
 

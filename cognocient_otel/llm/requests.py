@@ -14,7 +14,10 @@ from typing import Any
 from cognocient_otel import semconv as sc
 from cognocient_otel.llm.jsonio import dumps_compact, loads_object
 
-__all__ = ["API_ANTHROPIC_MESSAGES", "LLMRequest", "match_path", "read_request", "recognise"]
+__all__ = [
+    "API_ANTHROPIC_MESSAGES", "CACHE_WRITES_1H", "CACHE_WRITES_5M", "LLMRequest", "match_path",
+    "read_request", "recognise",
+]
 
 logger = logging.getLogger("cognocient_otel")
 _told_of_large_bodies = False
@@ -47,6 +50,9 @@ _MAX_COUNT = 2**53
 # completions, billed for every candidate).
 _CHOICES_FIELDS = ("n", "best_of")
 _CACHE_CONTROL = b'"cache_control"'
+_ONE_HOUR_TTL = b'"1h"'
+CACHE_WRITES_5M = "5m"
+CACHE_WRITES_1H = "1h"
 
 
 @dataclass(slots=True)
@@ -64,8 +70,9 @@ class LLMRequest:
     fingerprint: str
     # Answers the request asks for (`n`, `best_of`): each is billed its own output tokens.
     choices: int = 1
-    # Anthropic `cache_control` anywhere in the body: input may be billed at the cache-write rate.
-    cache_writes: bool = False
+    # Anthropic `cache_control` anywhere in the body: input may be billed at the cache-write rate,
+    # "5m" (1.25x input) or, with a "1h" TTL anywhere, "1h" (2x input); "" without.
+    cache_writes: str = ""
 
     @property
     def api_family(self) -> str:
@@ -135,8 +142,14 @@ def read_request(api: str, operation: str, content: bytes) -> LLMRequest | None:
         len(content),
         _fingerprint(model, body),
         choices,
-        api == API_ANTHROPIC_MESSAGES and _CACHE_CONTROL in content,
+        _cache_writes(api, content),
     )
+
+
+def _cache_writes(api: str, content: bytes) -> str:
+    if api != API_ANTHROPIC_MESSAGES or _CACHE_CONTROL not in content:
+        return ""
+    return CACHE_WRITES_1H if _ONE_HOUR_TTL in content else CACHE_WRITES_5M
 
 
 def _tell_of_large_body(size: int) -> None:

@@ -16,6 +16,7 @@ from opentelemetry import context
 import cognocient_otel
 from cognocient_otel import BudgetExceeded, BudgetGuard, GuardDecision, PlannedCall
 from cognocient_otel.budget import RunLedger
+from cognocient_otel.llm.headers import header_value
 from cognocient_otel.pricing import PriceBook, TokenUsage
 from cognocient_otel.testing import LLMServer, ScriptedResponse
 
@@ -69,10 +70,35 @@ def test_run_ids_and_features_that_are_no_header_values_are_guarded_and_sent_enc
             client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=1000)
     [request] = llm_server.requests
     assert request.headers["x-cost-feature"] == sent
+    assert request.headers["x-cost-run-id"] == header_value(run.id)
     assert run.cost_usd > 0
     spans = traced.llm_spans()
     assert len(spans) == 2 and all(span.end_time is not None for span in spans)
     assert spans[0].attributes["cognocient.feature"] == feature  # the span keeps the value itself
+
+
+def test_a_failure_of_ours_while_guarding_lets_the_call_out_and_leaves_nothing_open(
+    llm_server: LLMServer, traced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = client_for(llm_server)
+
+    def broken_headers(*args, **kwargs):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr("cognocient_otel.llm.call.add_cost_headers", broken_headers)
+    with cognocient_otel.run("h", budget_usd="1") as run:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    [request] = llm_server.requests
+    assert "x-cost-run-id" not in request.headers  # sent without our headers, traced and costed
+    assert run.cost_usd > 0 and traced.one_llm_span().end_time is not None
+
+    monkeypatch.setattr(PriceBook, "rate", broken_headers)  # the guard's pricing fails
+    traced.exporter.clear()
+    with cognocient_otel.run("p", budget_usd="1") as run:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    assert llm_server.request_count() == 2  # the call went out, untraced
+    assert len(traced.llm_spans()) == 1  # the span started for it was ended, not left open
+    assert run.remaining_usd == Decimal(1)  # nothing left reserved
 
 
 def test_every_answer_asked_for_is_in_the_estimate(llm_server: LLMServer, traced) -> None:
@@ -95,14 +121,17 @@ def test_a_prompt_marked_for_caching_is_estimated_at_the_cache_write_rate(llm_se
     # A limit between the two estimates: the plain prompt fits, the same one marked for caching not.
     body_size = 4000 + 200
     plain = PriceBook().cost(model=model, usage=TokenUsage(input_tokens=body_size // 4, output_tokens=10)).usd
-    for system_blocks, allowed in ((system, True), (cached, False)):
-        with cognocient_otel.run("c", budget_usd=str(plain * Decimal("1.1"))):
+    one_hour = [{**system[0], "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    # 5-minute cache writes cost 1.25x the input rate, 1-hour ones 2x.
+    cases = [(system, "1.1", True), (cached, "1.1", False), (cached, "1.5", True), (one_hour, "1.5", False)]
+    for system_blocks, room, allowed in cases:
+        with cognocient_otel.run("c", budget_usd=str(plain * Decimal(room))):
             try:
                 client.messages.create(model=model, max_tokens=10, system=system_blocks, messages=MESSAGES)
                 sent = True
             except BudgetExceeded:
                 sent = False
-        assert sent is allowed
+        assert sent is allowed, (system_blocks[0].get("cache_control"), room)
 
 
 def test_spend_accumulates_until_the_estimate_no_longer_fits(llm_server: LLMServer, traced) -> None:

@@ -88,7 +88,7 @@ def test_adding_gives_what_setitem_gives(module, extra, run_id, feature):
 
 @pytest.mark.parametrize(("text", "sent"), [
     ("run-1 of 3", "run-1 of 3"),
-    ("50%-off", "50%-off"),  # a header value already: as it is
+    ("50%-off", "50%25-off"),  # "%" is encoded too, so that reading decodes exactly
     ("a\nb", "a%0Ab"),
     ("a\x00b", "a%00b"),
     (" padded ", "%20padded%20"),
@@ -100,6 +100,14 @@ def test_header_values_are_sent_as_they_are_or_percent_encoded(text, sent):
         headers = module.Headers(SDK_HEADERS)
         cost.add_cost_headers(headers, text, text, replace=False)
         assert headers["x-cost-run-id"] == headers["x-cost-feature"] == sent
+
+
+@pytest.mark.parametrize("text", ["run-1", "caf\u00e9", "caf%C3%A9", "a\nb", " x ", "100%", "%zz"])
+def test_a_value_sent_is_the_value_read(text):
+    for module in (httpx, httpx2):
+        headers = module.Headers(SDK_HEADERS)
+        cost.add_cost_headers(headers, text, text, replace=False)
+        assert cost.cost_headers(headers) == (text, text, True)
 
 
 def test_a_headers_class_with_another_layout_uses_the_public_api():

@@ -160,7 +160,10 @@ def test_counts_and_choices_are_read_within_bounds() -> None:
     anthropic_body = body(model="claude", max_tokens=5, n=9, system=[{"type": "text", "text": "s",
                           "cache_control": {"type": "ephemeral"}}])
     request = read_request("anthropic.messages", "chat", anthropic_body)
-    assert request is not None and request.cache_writes and request.choices == 1  # no n in that API
+    assert request is not None and request.cache_writes == "5m" and request.choices == 1  # no n there
+    one_hour = anthropic_body.replace(b'"ephemeral"', b'"ephemeral","ttl":"1h"')
+    request = read_request("anthropic.messages", "chat", one_hour)
+    assert request is not None and request.cache_writes == "1h"
 
 
 @pytest.mark.parametrize("usage", [
