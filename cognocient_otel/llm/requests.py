@@ -41,8 +41,10 @@ _MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens"
 _FINGERPRINT_SEPARATORS = {
     field: b"\x00" + field.encode() + b"\x00" for field in ("system", "messages", "input", "prompt")
 }
-# The body is parsed to read the model; bodies past this size are not worth the parse here.
-_MAX_BODY_BYTES = 32 * 1024 * 1024
+# The body is parsed to read the model. Past this size it is not: the providers refuse such
+# requests themselves (Anthropic's Messages API takes up to 32 MB, OpenAI up to 50 MB of
+# images), so nothing is billed that the guard would have had to stop.
+_MAX_BODY_BYTES = 64 * 1024 * 1024
 # Past this a request's count is no real one: capped, it still blocks any budget, and it stays
 # an encodable OTLP int (64-bit) on the span.
 _MAX_COUNT = 2**53

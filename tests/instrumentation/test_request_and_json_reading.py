@@ -142,11 +142,16 @@ def test_a_body_too_large_to_read_is_said_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(requests_module, "_told_of_large_bodies", False)
-    large = body(model="m", messages=[{"role": "user", "content": "x" * (32 * 1024 * 1024)}])
+    large = body(model="m", messages=[{"role": "user", "content": "x" * (64 * 1024 * 1024)}])
     assert read_request("openai.chat", "chat", large) is None
     assert read_request("openai.chat", "chat", large) is None
     told = [record for record in caplog.records if "not traced, costed or guarded" in record.getMessage()]
     assert len(told) == 1
+
+
+def test_a_body_as_large_as_providers_take_is_read() -> None:
+    request = read_request("openai.chat", "chat", body(model="m", messages=[{"content": "x" * (50 * 10**6)}]))
+    assert request is not None and request.body_size > 50 * 10**6
 
 
 def test_counts_and_choices_are_read_within_bounds() -> None:
