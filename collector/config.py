@@ -34,10 +34,18 @@ class _Section(BaseModel):
 
 def _check_endpoint(value: str) -> str:
     host, separator, port = value.rpartition(":")
-    if not separator or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    # ASCII digits only: str.isdigit() also takes other scripts' digits and superscripts.
+    if (not separator or not host or not (port.isascii() and port.isdigit()) or len(port) > 5
+            or not 0 <= int(port) <= 65535):
         raise ValueError(
             f"must be host:port with a port from 0 to 65535 (0 picks a free port), got {value!r}"
         )
+    try:  # what the resolver will do with it: a name too long, a NUL... fail here, not at start
+        host.strip("[]").encode("idna")
+    except UnicodeError as error:
+        raise ValueError(f"host {host[:80]!r} is not a host name or address: {error}") from None
+    if "\0" in host:
+        raise ValueError("the host name contains a NUL character")
     return value
 
 
@@ -57,7 +65,7 @@ class GrpcReceiverConfig(_Section):
 class HttpReceiverConfig(_Section):
     endpoint: str = "127.0.0.1:4318"
     max_request_body_mib: int = Field(16, gt=0, le=1024)
-    read_timeout_seconds: float = Field(10.0, gt=0)
+    read_timeout_seconds: float = Field(10.0, gt=0, le=3600)
 
     _endpoint = field_validator("endpoint")(_check_endpoint)
 
@@ -99,21 +107,24 @@ class StoreConfig(_Section):
     def _path_not_empty(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must be a file path, got an empty string")
+        if "\0" in value:
+            raise ValueError("must be a file path, got one with a NUL character")
         return value
 
 
 class RunsConfig(_Section):
-    idle_timeout_seconds: float = Field(900, gt=0)
-    retention_days: float = Field(30, gt=0)
+    # Upper bounds: beyond them a value is a typo (or .inf) that would overflow a timer later.
+    idle_timeout_seconds: float = Field(900, gt=0, le=366 * 86400)
+    retention_days: float = Field(30, gt=0, le=36_600)
     # Ended runs stay in memory (per-run gauge, cheap reads) this long; older ones live in the store.
-    keep_ended_seconds: float = Field(3600, ge=0)
+    keep_ended_seconds: float = Field(3600, ge=0, le=366 * 86400)
 
 
 class IngestConfig(_Section):
     queue_size: int = Field(64, gt=0, le=100_000)  # export requests waiting for the writer
     max_group_requests: int = Field(64, gt=0, le=10_000)  # requests committed in one transaction
     retry_after_seconds: int = Field(1, gt=0, le=3600)
-    ack_timeout_seconds: float = Field(30, gt=0)
+    ack_timeout_seconds: float = Field(30, gt=0, le=3600)
 
 
 class PriceOverrideConfig(_Section):
@@ -190,4 +201,10 @@ def load_config(path: str | Path | None) -> CollectorConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"configuration file {str(path)!r} is not valid YAML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"configuration file {str(path)!r} is nested too deeply to read") from None
+    except ValueError as error:  # PyYAML's constructors, e.g. an int of more digits than Python reads
+        raise ConfigError(
+            f"configuration file {str(path)!r} has a value that cannot be read: {error}"
+        ) from None
     return parse_config(data, source=str(path))

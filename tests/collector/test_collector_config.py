@@ -78,6 +78,29 @@ def test_bad_files_name_the_field_and_the_problem(name: str, fragments: list[str
         assert fragment in message
 
 
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("ingest: {ack_timeout_seconds: .inf}", ["ingest.ack_timeout_seconds", "less than or equal to 3600"]),
+    ("receivers: {otlp: {http: {read_timeout_seconds: 1e10}}}",
+     ["receivers.otlp.http.read_timeout_seconds", "less than or equal to 3600"]),
+    ("runs: {idle_timeout_seconds: .inf}", ["runs.idle_timeout_seconds", "less than or equal to"]),
+    ("waste: " + "[" * 2000 + "]" * 2000, ["nested too deeply"]),
+    ("prometheus: {max_run_series: " + "9" * 5000 + "}", ["has a value that cannot be read"]),
+    ('store: {path: "a\\0b.db"}', ["store.path", "NUL"]),
+    (f'prometheus: {{endpoint: "{"a" * 300}:0"}}', ["prometheus.endpoint", "not a host name"]),
+    ('receivers: {otlp: {grpc: {endpoint: "127.0.0.1:\u0664\u0663\u0661\u0667"}}}',
+     ["receivers.otlp.grpc.endpoint", "0 to 65535"]),
+])
+def test_values_that_would_fail_later_are_refused_at_load(tmp_path: Path, text: str, fragments: list) -> None:
+    # Each of these loaded, then broke every export, every HTTP connection or the start, with a
+    # traceback and exit 1 instead of a message naming the field and exit 2.
+    path = tmp_path / "collector.yaml"
+    path.write_text(text + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+
+
 def test_missing_file_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot read configuration file"):
         load_config(TESTDATA / "no-such-file.yaml")
