@@ -187,6 +187,27 @@ def parse_config(data: Any, *, source: str = "<config>") -> CollectorConfig:
         raise ConfigError(_describe(error, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last one
+    silently, so a second `budgets:` would drop the first list of budgets without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"the key {key!r} is given twice",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None) -> CollectorConfig:
     """The configuration in the YAML file `path`, or the embedded defaults when `path` is None."""
     if path is None:
@@ -198,7 +219,7 @@ def load_config(path: str | Path | None) -> CollectorConfig:
     except UnicodeDecodeError:
         raise ConfigError(f"configuration file {str(path)!r} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as error:
         raise ConfigError(f"configuration file {str(path)!r} is not valid YAML: {error}") from None
     except RecursionError:

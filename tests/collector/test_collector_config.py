@@ -86,6 +86,8 @@ def test_bad_files_name_the_field_and_the_problem(name: str, fragments: list[str
     ("waste: " + "[" * 2000 + "]" * 2000, ["nested too deeply"]),
     ("prometheus: {max_run_series: " + "9" * 5000 + "}", ["has a value that cannot be read"]),
     ('store: {path: "a\\0b.db"}', ["store.path", "NUL"]),
+    ("budgets: [{name: a, scope: global, monthly_limit_usd: 1}]\nbudgets: []", ["'budgets' is given twice"]),
+    ("store: {path: a.db, path: b.db}", ["'path' is given twice"]),
     (f'prometheus: {{endpoint: "{"a" * 300}:0"}}', ["prometheus.endpoint", "not a host name"]),
     ('receivers: {otlp: {grpc: {endpoint: "127.0.0.1:\u0664\u0663\u0661\u0667"}}}',
      ["receivers.otlp.grpc.endpoint", "0 to 65535"]),
