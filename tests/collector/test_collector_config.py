@@ -103,6 +103,20 @@ def test_values_that_would_fail_later_are_refused_at_load(tmp_path: Path, text: 
         assert fragment in str(raised.value)
 
 
+def test_yaml_merge_keys_still_work_and_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "collector.yaml"
+    path.write_text(
+        "x-defaults: &grpc {endpoint: 127.0.0.1:0, max_workers: 4}\n"
+        "receivers: {otlp: {grpc: {<<: *grpc, max_workers: 8}}}\n"
+    )
+    with pytest.raises(ConfigError, match="x-defaults"):  # unknown top-level section, as before
+        load_config(path)
+    path.write_text("runs: &r {idle_timeout_seconds: 60}\nstore: {path: a.db}\n"
+                    "ingest: {<<: {queue_size: 8, max_group_requests: 4}, queue_size: 16}\n")
+    config = load_config(path)
+    assert config.ingest.queue_size == 16 and config.ingest.max_group_requests == 4
+
+
 def test_missing_file_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot read configuration file"):
         load_config(TESTDATA / "no-such-file.yaml")
