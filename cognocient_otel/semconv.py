@@ -89,5 +89,12 @@ HEADER_FEATURE = "X-Cost-Feature"
 HEADER_RUN_ID_LOWER = HEADER_RUN_ID.lower()
 HEADER_FEATURE_LOWER = HEADER_FEATURE.lower()
 
+# --- Bounds of one LLM call on the wire ---------------------------------------------------------
+# Counts and costs past these are no real call's. The instrumentation does not take them from an
+# answer (nor puts them on a span), and the collector refuses a span's count past the bound and
+# ignores its reported cost past the other, so what one sends the other accepts.
+MAX_CALL_TOKENS = 10**12
+MAX_CALL_COST_USD = 1_000_000
+
 # Span names: "{operation} {model}" for LLM calls, "invoke_agent {agent}" for a run's root.
 AGENT_SPAN_NAME_PREFIX = OPERATION_INVOKE_AGENT

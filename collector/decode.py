@@ -27,14 +27,15 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from cognocient_otel.semconv import MAX_CALL_COST_USD, MAX_CALL_TOKENS
 from collector import attributes as attr
 from collector.model import DEFAULT_TENANT, SpanBatch, SpanRecord
 from collector.otlp_lite import LiteExportRequest
 
 MAX_ID_CHARS = 256  # run ids, tenants
 MAX_LABEL_CHARS = 256  # models, features, agents, providers: longer values are cut
-MAX_TOKENS = 10**12  # per call; beyond this the number is garbage and would overflow sums
-MAX_COST_USD = Decimal(1_000_000)  # per call; beyond it a reported cost is ignored
+MAX_TOKENS = MAX_CALL_TOKENS  # per call; beyond this the number is garbage and would overflow sums
+MAX_COST_USD = Decimal(MAX_CALL_COST_USD)  # per call; beyond it a reported cost is ignored
 MAX_FUTURE_NS = 86_400 * 10**9
 MAX_REJECT_MESSAGES = 10
 

@@ -45,9 +45,9 @@ _FINGERPRINT_SEPARATORS = {
 # requests themselves (Anthropic's Messages API takes up to 32 MB, OpenAI up to 50 MB of
 # images), so nothing is billed that the guard would have had to stop.
 _MAX_BODY_BYTES = 64 * 1024 * 1024
-# Past this a request's count is no real one: capped, it still blocks any budget, and it stays
-# an encodable OTLP int (64-bit) on the span.
-_MAX_COUNT = 2**53
+# Past one call's bound a request's count is no real one: capped, it still blocks any budget,
+# and the span carries what the collector accepts.
+_MAX_COUNT = sc.MAX_CALL_TOKENS
 # How many answers one request asks for: OpenAI's `n` (chat, completions), `best_of` (legacy
 # completions, billed for every candidate).
 _CHOICES_FIELDS = ("n", "best_of")

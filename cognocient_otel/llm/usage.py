@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from cognocient_otel import semconv as sc
 from cognocient_otel.llm import requests as api_ids
 from cognocient_otel.llm.jsonio import loads_object
 
@@ -19,11 +20,10 @@ __all__ = ["JsonBodyReader", "ResponseSummary"]
 _MAX_BUFFERED_BODY = 8 * 1024 * 1024
 
 
-# Counts and costs past these are no answer's: believed, they would make the span's cost
-# infinite and its int attributes unencodable (OTLP ints are 64-bit). A provider-reported cost
-# is bounded like the collector bounds it (collector/decode.py MAX_COST_USD).
-MAX_TOKEN_COUNT = 2**53
-MAX_PROVIDER_COST_USD = Decimal(1_000_000)
+# Counts and costs past one call's bounds (semconv) are no answer's: believed, they would make
+# the span's cost infinite, its ints unencodable, and the collector refuse the span.
+MAX_TOKEN_COUNT = sc.MAX_CALL_TOKENS
+MAX_PROVIDER_COST_USD = Decimal(sc.MAX_CALL_COST_USD)
 
 
 def _int(mapping: Any, key: str) -> int:
