@@ -268,11 +268,13 @@ class BudgetClient:
         try:
             response = self._stub_or_connect().Check(request, timeout=self.timeout_seconds)
         except grpc.RpcError as error:
-            if not (isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.INVALID_ARGUMENT):
-                # Sent again with the next check. A request the collector refused is not: it would
-                # be refused again, and every later check of this process with it.
-                self._requeue(pending, releases)
-            return self._unreachable(error)
+            code = error.code() if isinstance(error, grpc.Call) else None
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                # Our own request was refused: a bug or bad arguments, not an outage. What it
+                # carried is not sent again: it would be refused with every later check.
+                raise ValueError(f"budget check refused by the collector: {error.details()}") from None
+            self._requeue(pending, releases)  # sent again with the next check
+            return self._unreachable(error, code)
         self._retry_at = 0.0
         if self._unreachable_logged:
             logger.warning("budget collector at %s answers again", self.endpoint)
@@ -300,11 +302,7 @@ class BudgetClient:
             if len(self._pending) > MAX_PENDING:
                 del self._pending[: len(self._pending) - MAX_PENDING]
 
-    def _unreachable(self, error: grpc.RpcError) -> BudgetDecision:
-        code = error.code() if isinstance(error, grpc.Call) else None
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            # Our own request was refused: a bug or bad arguments, not an outage.
-            raise ValueError(f"budget check refused by the collector: {error.details()}") from None
+    def _unreachable(self, error: grpc.RpcError, code: grpc.StatusCode | None) -> BudgetDecision:
         detail = (
             f"{code.name if code else 'error'}: {error.details() if isinstance(error, grpc.Call) else error}"
         )
