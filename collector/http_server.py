@@ -54,6 +54,8 @@ class HttpRequest:
             return json.loads(self.body or b"null")
         except (ValueError, UnicodeDecodeError) as error:
             raise ValueError(f"body is not JSON: {error}") from None
+        except RecursionError:  # nested too deeply: the client's error, not a 500
+            raise ValueError("body is not JSON: nested too deeply") from None
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""`gunzip` of OTLP/HTTP bodies: whole gzip only, every member, the size limit across members."""
+"""OTLP/HTTP bodies: `gunzip` (whole gzip only, every member, the size limit across members) and
+the JSON a route reads."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import gzip
 
 import pytest
 
-from collector.http_server import MAX_GZIP_MEMBERS, HttpResponse, gunzip
+from collector.http_server import MAX_GZIP_MEMBERS, HttpRequest, HttpResponse, gunzip
 
 LIMIT = 1 << 20
 
@@ -50,3 +51,12 @@ def test_the_number_of_members_is_bounded() -> None:
     assert gunzip(empty * MAX_GZIP_MEMBERS, LIMIT) == b""
     result = gunzip(empty * (MAX_GZIP_MEMBERS + 1), LIMIT)
     assert status_of(result) == 400 and b"more than" in result.body
+
+
+def test_a_route_reading_json_gets_a_client_error_for_json_nested_too_deeply() -> None:
+    # HttpRequest.json() is what a plugin's route reads its body with; its ValueError is the
+    # client's error (a route answers 400 with the message), a RecursionError was a 500.
+    deep = b"[" * 100_000 + b"]" * 100_000
+    request = HttpRequest(method="POST", path="/x", query={}, headers={}, body=deep)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        request.json()
